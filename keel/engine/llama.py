@@ -1,0 +1,237 @@
+"""The embedded engine: llama.cpp through llama-cpp-python's low-level C API.
+
+Only prefill and single-token decode live here. Settings that change numerics (batch sizes,
+KV type, flash attention, SWA cache) are fixed per model and recorded in the fingerprint;
+prompts are always fed in chunks aligned at position 0, so a token's computation never
+depends on how a request was scheduled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from ..config import settings
+from ..errors import GenerationError, ModelLoadError
+from .chat import render_chat
+
+CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    n_ctx: int
+    n_threads: int
+    n_batch: int = CHUNK
+    n_ubatch: int = CHUNK
+    flash_attn: bool = False
+    kv_type: str = "f16"
+    swa_full: bool = True
+
+    def numerics(self) -> dict:
+        """The settings that can change logits. Thread count does not (tested), so it is
+        left out and results stay shareable between machines with different core counts."""
+        values = asdict(self)
+        del values["n_threads"]
+        return values
+
+
+@cache
+def _llama():
+    """Import llama_cpp once and initialise its backend, with llama.cpp's log routed
+    through keel: silent unless KEEL_VERBOSE=1 (the bindings' own filter misreads
+    the current log levels and prints warnings on every load)."""
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_log_callback(llama_cpp), ctypes.c_void_p(0))
+    llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+@cache
+def _log_callback(llama_cpp):
+    verbose = settings().verbose  # read once: the callback also fires at interpreter exit
+
+    def forward(level: int, text: bytes, _user_data) -> None:
+        if verbose:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    return llama_cpp.llama_log_callback(forward)  # cached: C keeps the pointer
+
+
+@cache
+def build_info() -> dict:
+    """llama.cpp build identity: bindings version and the CPU feature line (AVX2, AVX-512 ...)."""
+    lib = _llama()
+    return {
+        "llama_cpp_python": lib.__version__,
+        "system_info": lib.llama_print_system_info().decode("utf-8", "replace").strip(),
+    }
+
+
+class LlamaEngine:
+    """One loaded GGUF with one llama.cpp context. Not thread-safe: callers hold `lock`."""
+
+    def __init__(self, path: Path, context: ContextSettings) -> None:
+        lib = _llama()
+        self._lib = lib
+        self.path = path
+        self.context = context
+        self.lock = threading.Lock()
+        model_params = lib.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {str(path)!r}: the file is not a valid GGUF model "
+                "(corrupt, truncated or unsupported); fix: re-download or reinstall it"
+            )
+        ctx_params = lib.llama_context_default_params()
+        ctx_params.n_ctx = context.n_ctx
+        ctx_params.n_batch = context.n_batch
+        ctx_params.n_ubatch = context.n_ubatch
+        ctx_params.n_seq_max = 1
+        ctx_params.n_threads = context.n_threads
+        ctx_params.n_threads_batch = context.n_threads
+        ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx_params.type_k = lib.GGML_TYPE_F16
+        ctx_params.type_v = lib.GGML_TYPE_F16
+        ctx_params.swa_full = context.swa_full
+        ctx_params.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            raise ModelLoadError(f"llama.cpp could not create a context for {str(path)!r}")
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        self.n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        self.bos = lib.llama_vocab_bos(self._vocab)
+        self.add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self._batch = lib.llama_batch_init(context.n_batch, 0, 1)
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+        template = lib.llama_model_chat_template(self._model, None)
+        self.chat_template: str | None = template.decode("utf-8") if template else None
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None) and not sys.is_finalizing():
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self._ctx)
+            self._lib.llama_model_free(self._model)
+            self._ctx = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -- text <-> tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (ctypes.c_int32 * capacity)()
+        count = self._lib.llama_tokenize(
+            self._vocab, data, len(data), buffer, capacity, add_bos, parse_special
+        )
+        if count < 0:
+            raise GenerationError(f"tokenizer needed {-count} slots, had {capacity}")
+        return list(buffer[:count])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (special tokens render as nothing). Memoised."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buffer = ctypes.create_string_buffer(64)
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+            if size < 0:
+                buffer = ctypes.create_string_buffer(-size)
+                size = self._lib.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+            cached = self._pieces[token] = buffer.raw[:size]
+        return cached
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token).decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        flag = self._eog.get(token)
+        if flag is None:
+            flag = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+        return flag
+
+    def special_text(self, token: int) -> str:
+        buffer = ctypes.create_string_buffer(256)
+        size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 256, 0, True)
+        return buffer.raw[: max(size, 0)].decode("utf-8", "replace")
+
+    def prompt_tokens(self, prompt: str, *, raw: bool) -> list[int]:
+        """Chat-templated for instruct models, raw for base models or when raw=True.
+
+        An empty prompt still starts from BOS so generation has something to condition on.
+        """
+        if self.chat_template and not raw:
+            text = render_chat(
+                self.chat_template,
+                [{"role": "user", "content": prompt}],
+                bos_token=self.special_text(self.bos),
+                eos_token=self.special_text(self._lib.llama_vocab_eos(self._vocab)),
+            )
+        else:
+            text = prompt
+        tokens = self.tokenize(text, add_bos=self.add_bos, parse_special=True)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos:
+            tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another
+        if not tokens:
+            tokens = [self.bos]
+        return tokens
+
+    # -- prefill and decode -------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._lib.llama_memory_clear(self._memory, True)
+
+    def _decode(self, tokens: list[int], start: int, want_logits: bool) -> None:
+        batch = self._batch
+        n = len(tokens)
+        batch.n_tokens = n
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = False
+        batch.logits[n - 1] = want_logits
+        status = self._lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise GenerationError(f"llama_decode failed with status {status} at position {start}")
+
+    def prefill(self, tokens: list[int]) -> None:
+        """Feed the prompt from position 0 in fixed CHUNK-sized, aligned pieces."""
+        self.reset()
+        last = len(tokens)
+        for start in range(0, last, CHUNK):
+            chunk = tokens[start : start + CHUNK]
+            self._decode(chunk, start, want_logits=start + CHUNK >= last)
+
+    def step(self, token: int, position: int) -> None:
+        """Decode one generated token at its position."""
+        batch = self._batch
+        batch.n_tokens = 1
+        batch.token[0] = token
+        batch.pos[0] = position
+        batch.n_seq_id[0] = 1
+        batch.seq_id[0][0] = 0
+        batch.logits[0] = True
+        status = self._lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise GenerationError(f"llama_decode failed with status {status} at {position}")
+
+    def logits(self) -> np.ndarray:
+        """Zero-copy view of the last output row; valid until the next decode."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))

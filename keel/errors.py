@@ -1,0 +1,32 @@
+"""Typed errors: every failure a caller can fix names what was asked and how to fix it."""
+
+
+class KeelError(Exception):
+    """Base class for keel's own errors."""
+
+
+class InvalidParameterError(KeelError, ValueError):
+    """A generation parameter is out of range or of the wrong type.
+
+    Subclasses ValueError so callers that validate input generically still catch it.
+    """
+
+
+class ModelNotAvailableError(KeelError):
+    """No model could be found or loaded for the request; the message says how to fix it."""
+
+
+class ModelLoadError(ModelNotAvailableError):
+    """A model file exists but llama.cpp could not load it (corrupt or unsupported GGUF)."""
+
+
+class GenerationError(KeelError):
+    """The engine failed during prefill or decode."""
+
+
+class KeelWarning(UserWarning):
+    """Something was adjusted on the caller's behalf (e.g. a truncated prompt)."""
+
+
+class UnknownModelError(InvalidParameterError):
+    """The model name or size is not one keel knows (a typo never falls back silently)."""

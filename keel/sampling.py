@@ -1,0 +1,132 @@
+"""keel's own sampler: a pure function of (logits, seed, step, parameters).
+
+llama.cpp's sampler chain keeps hidden state and its RNG advances with every call, so a
+token's randomness would depend on how the request was scheduled. Here the noise for
+step n is drawn from a Philox stream keyed by (seed, n) alone, and all masks are computed
+in vocabulary order, so stream, batch and resumed runs pick the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .params import GenerationParams
+
+# Top-p first looks at this many best tokens; only if their mass is short of top_p does it
+# sort the whole vocabulary. Both paths keep the same set, the first is just faster.
+_TOP_P_WINDOW = 4096
+
+
+def top_ids(values: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest values, ordered by value descending, ties by lowest id.
+
+    Linear time via a partition; the ordering rule makes ties independent of numpy's
+    partition algorithm.
+    """
+    n = values.shape[0]
+    if k >= n:
+        return np.lexsort((np.arange(n), -values))
+    threshold = np.partition(values, n - k)[n - k]
+    above = np.flatnonzero(values > threshold)
+    at_threshold = np.flatnonzero(values == threshold)[: k - above.shape[0]]
+    chosen = np.concatenate((above, at_threshold))
+    return chosen[np.lexsort((chosen, -values[chosen]))]
+
+
+def gumbel_noise(seed: int, step: int, size: int) -> np.ndarray:
+    """Gumbel(0, 1) noise for every vocabulary id at one step, from a counter-based stream."""
+    # (seed, step) is the 128-bit key, so every step has its own independent stream;
+    # keying by counter instead would make step n+1 a shifted copy of step n.
+    bits = np.random.Philox(key=(seed << 64) | step)
+    uniform = np.random.Generator(bits).random(size)
+    with np.errstate(divide="ignore"):
+        return -np.log(-np.log(uniform))
+
+
+def _apply_top_p(scaled: np.ndarray, ids: np.ndarray, top_p: float) -> np.ndarray:
+    """Smallest prefix (by probability, ties by id) whose mass reaches top_p."""
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    window = min(_TOP_P_WINDOW, ids.shape[0])
+    while True:
+        order = top_ids(probs, window)
+        cumulative = np.cumsum(probs[order])
+        reached = np.flatnonzero(cumulative >= top_p)
+        if reached.shape[0] or window == ids.shape[0]:
+            keep = int(reached[0]) + 1 if reached.shape[0] else window
+            return np.sort(ids[order[:keep]])
+        window = ids.shape[0]
+
+
+def candidate_ids(logits: np.ndarray, params: GenerationParams) -> np.ndarray | None:
+    """Token ids allowed by top_k / min_p / top_p in vocabulary order; None = all."""
+    if params.top_k == 0 and params.top_p >= 1.0 and params.min_p <= 0.0:
+        return None
+    scaled = logits.astype(np.float64) / params.temperature
+    ids = np.arange(scaled.shape[0])
+    if params.min_p > 0.0:
+        ids = np.flatnonzero(scaled >= scaled.max() + math.log(params.min_p))
+    if params.top_k:
+        ids = np.sort(ids[top_ids(scaled[ids], params.top_k)])
+    if params.top_p < 1.0:
+        ids = _apply_top_p(scaled[ids], ids, params.top_p)
+    return ids
+
+
+def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
+    """Choose the next token. Temperature 0 is argmax with ties to the lowest id."""
+    if params.temperature == 0.0:
+        return int(np.argmax(logits))
+    ids = candidate_ids(logits, params)
+    noise = gumbel_noise(params.seed, step, logits.shape[0])
+    if ids is None:
+        return int(np.argmax(logits.astype(np.float64) / params.temperature + noise))
+    scores = logits[ids].astype(np.float64) / params.temperature + noise[ids]
+    return int(ids[np.argmax(scores)])
+
+
+@dataclass(frozen=True)
+class TokenAlternative:
+    token_id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of a chosen token under the model's own (temperature 1) distribution."""
+
+    token_id: int
+    text: str
+    logprob: float
+    top_logprobs: tuple[TokenAlternative, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "token_id": self.token_id,
+            "text": self.text,
+            "logprob": self.logprob,
+            "top_logprobs": [
+                {"token_id": alt.token_id, "text": alt.text, "logprob": alt.logprob}
+                for alt in self.top_logprobs
+            ],
+        }
+
+
+def token_logprob(logits: np.ndarray, token: int, top_n: int, text_of) -> TokenLogprob:
+    """Log-softmax of the raw logits for the chosen token and the top_n alternatives."""
+    values = logits.astype(np.float64)
+    peak = values.max()
+    log_norm = peak + math.log(float(np.exp(values - peak).sum()))
+    alternatives = (
+        tuple(
+            TokenAlternative(int(i), text_of(int(i)), float(values[i] - log_norm))
+            for i in top_ids(values, top_n)
+        )
+        if top_n
+        else ()
+    )
+    return TokenLogprob(token, text_of(token), float(values[token] - log_norm), alternatives)

@@ -1,0 +1,18 @@
+import os
+import tempfile
+
+import pytest
+
+# One cache dir for the whole run (models assembled once, digests remembered), never the
+# user's own. Set before keel reads its settings.
+os.environ.setdefault("KEEL_CACHE_DIR", tempfile.mkdtemp(prefix="keel-test-cache-"))
+os.environ.pop("KEEL_ALLOW_FALLBACK", None)
+os.environ.pop("KEEL_ALLOW_DOWNLOADS", None)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+MODELS = ["smollm2-135m", "gemma3-270m"]
+
+
+@pytest.fixture(params=MODELS)
+def model_name(request):
+    return request.param

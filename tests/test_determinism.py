@@ -1,0 +1,91 @@
+"""Determinism as equivalences, on the real bundled models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import keel
+
+PROMPT = "Write one sentence about lighthouses."
+
+
+def test_repeat_calls_agree(model_name):
+    first = keel.generate(PROMPT, model=model_name, max_new_tokens=24)
+    assert first
+    assert keel.generate(PROMPT, model=model_name, max_new_tokens=24) == first
+
+
+def test_generate_equals_iter_equals_stream(model_name):
+    for temperature in (0.0, 0.8):
+        kwargs = dict(model=model_name, max_new_tokens=32, temperature=temperature, seed=5)
+        text = keel.generate(PROMPT, **kwargs)
+        assert "".join(keel.generate_iter(PROMPT, **kwargs)) == text
+        events = list(keel.stream_generate(PROMPT, **kwargs))
+        assert "".join(event.text for event in events) == text
+        assert events[-1].finish_reason in {"stop", "length"}
+        assert all(event.finish_reason is None for event in events[:-1])
+
+
+def test_fresh_process_agrees(model_name):
+    kwargs = dict(model=model_name, max_new_tokens=24, temperature=0.7, seed=11)
+    here = keel.generate(PROMPT, **kwargs)
+    code = (
+        "import json, sys, keel; "
+        "print(json.dumps(keel.generate(sys.argv[1], **json.loads(sys.argv[2]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, PROMPT, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
+    assert json.loads(out.stdout) == here
+
+
+def test_thread_count_does_not_change_output(model_name, monkeypatch):
+    kwargs = dict(model=model_name, max_new_tokens=32, temperature=0.6, seed=3)
+    monkeypatch.setenv("KEEL_THREADS", "1")
+    one = [e.token for e in keel.stream_generate(PROMPT, **kwargs)]
+    monkeypatch.setenv("KEEL_THREADS", "2")
+    two = [e.token for e in keel.stream_generate(PROMPT, **kwargs)]
+    assert one == two
+
+
+def test_same_seed_same_text_different_seeds_differ(model_name):
+    kwargs = dict(model=model_name, max_new_tokens=24, temperature=1.0)
+    texts = {seed: keel.generate(PROMPT, seed=seed, **kwargs) for seed in (1, 2, 3, 4, 5)}
+    assert keel.generate(PROMPT, seed=3, **kwargs) == texts[3]
+    assert len(set(texts.values())) >= 4
+
+
+def test_temperature_zero_equals_top_k_one(model_name):
+    greedy = keel.generate(PROMPT, model=model_name, max_new_tokens=24)
+    top1 = keel.generate(
+        PROMPT, model=model_name, max_new_tokens=24, temperature=1.3, top_k=1, seed=9
+    )
+    assert top1 == greedy
+
+
+def test_seed_is_ignored_at_temperature_zero(model_name):
+    a = keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=1)
+    assert keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=2) == a
+
+
+def test_concurrent_threads_match_serial():
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [dict(seed=s, temperature=t) for s in (1, 2) for t in (0.0, 0.9)] * 2
+    serial = [keel.generate(PROMPT, max_new_tokens=16, **job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda job: keel.generate(PROMPT, max_new_tokens=16, **job), jobs))
+    assert parallel == serial
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n"])
+def test_empty_and_blank_prompts_are_deterministic(prompt, model_name):
+    a = keel.generate(prompt, model=model_name, max_new_tokens=8, raw=True)
+    assert keel.generate(prompt, model=model_name, max_new_tokens=8, raw=True) == a
