@@ -37,13 +37,20 @@ def top_ids(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def gumbel_noise(seed: int, step: int, size: int) -> np.ndarray:
-    """Gumbel(0, 1) noise for every vocabulary id at one step, from a counter-based stream."""
+    """Gumbel(0, 1) noise for every vocabulary id at one step, from a counter-based stream.
+
+    float32 halves the cost on a 262k vocabulary; the result is just as reproducible.
+    """
     # (seed, step) is the 128-bit key, so every step has its own independent stream;
     # keying by counter instead would make step n+1 a shifted copy of step n.
     bits = np.random.Philox(key=(seed << 64) | step)
-    uniform = np.random.Generator(bits).random(size)
+    noise = np.random.Generator(bits).random(size, dtype=np.float32)
     with np.errstate(divide="ignore"):
-        return -np.log(-np.log(uniform))
+        np.log(noise, out=noise)
+        np.negative(noise, out=noise)
+        np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    return noise
 
 
 def _apply_top_p(scaled: np.ndarray, ids: np.ndarray, top_p: float) -> np.ndarray:
@@ -83,8 +90,8 @@ def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
     ids = candidate_ids(logits, params)
     noise = gumbel_noise(params.seed, step, logits.shape[0])
     if ids is None:
-        return int(np.argmax(logits.astype(np.float64) / params.temperature + noise))
-    scores = logits[ids].astype(np.float64) / params.temperature + noise[ids]
+        return int(np.argmax(logits / np.float32(params.temperature) + noise))
+    scores = logits[ids] / np.float32(params.temperature) + noise[ids]
     return int(ids[np.argmax(scores)])
 
 

@@ -79,15 +79,12 @@ def _safe_filename(filename: str) -> str:
 
 
 def _from_directory(directory: Path, filename: str) -> Path:
-    root = directory.resolve()
-    path = (root / filename).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidParameterError(
-            f"model_filename {filename!r} escapes its directory {str(directory)!r}"
-        )
+    # filename was checked by _safe_filename, so the join stays lexically inside directory;
+    # symlinks inside it (as in a Hugging Face snapshot) are the directory owner's choice.
+    path = directory / filename
     if not path.is_file():
         raise ModelNotAvailableError(f"no file {filename!r} in {str(directory)!r}")
-    return path
+    return path.resolve()
 
 
 def _from_hub(repo: str, filename: str) -> Path:

@@ -1,0 +1,106 @@
+"""Decode speed: keel.generate vs llama-cpp-python's Llama.__call__ vs a bare argmax loop.
+
+All three use the same GGUF, 2 threads, n_ctx 2048, n_batch = n_ubatch = 512, f16 KV and no
+flash attention, the same raw prompt, greedy, 128 new tokens. Runs are interleaved in a
+rotating order, after one warm-up each, and the median of REPEATS is reported.
+
+Usage: python bench/decode.py   (BENCH_REPEATS=N to change the repeat count)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+from llama_cpp import Llama
+
+import keel
+from keel.models import resolve_model
+from keel.runtime import load
+
+PROMPT = "The history of the city began when"
+NEW_TOKENS = 128
+REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+MODELS = ["smollm2-135m", "gemma3-270m"]
+
+
+def keel_run(model: str, temperature: float) -> int:
+    events = keel.stream_generate(
+        PROMPT, model=model, raw=True, max_new_tokens=NEW_TOKENS, temperature=temperature
+    )
+    return sum(1 for _ in events)
+
+
+def llama_cpp_run(llm: Llama) -> int:
+    out = llm(PROMPT, max_tokens=NEW_TOKENS, temperature=0.0)
+    return out["usage"]["completion_tokens"]
+
+
+def bare_run(model: str) -> int:
+    engine = load(resolve_model(model)).engine
+    tokens = engine.prompt_tokens(PROMPT, raw=True)
+    with engine.lock:
+        engine.prefill(tokens)
+        position = len(tokens)
+        for _ in range(NEW_TOKENS):
+            token = int(np.argmax(engine.logits()))
+            engine.step(token, position)
+            position += 1
+    return NEW_TOKENS
+
+
+def timed(run) -> tuple[float, int]:
+    start = time.perf_counter()
+    produced = run()
+    return time.perf_counter() - start, produced
+
+
+def bench_model(model: str) -> list[tuple[str, float, int]]:
+    path = resolve_model(model).path
+    llm = Llama(
+        str(path),
+        n_ctx=2048,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=2,
+        n_threads_batch=2,
+        flash_attn=False,
+        swa_full=True,
+        verbose=False,
+    )
+    runs = {
+        "bare argmax loop": lambda: bare_run(model),
+        "keel generate T=0": lambda: keel_run(model, 0.0),
+        "llama-cpp-python Llama()": lambda: llama_cpp_run(llm),
+        "keel generate T=0.7": lambda: keel_run(model, 0.7),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    counts: dict[str, int] = {}
+    for run in runs.values():
+        run()  # warm-up
+    names = list(runs)
+    for repeat in range(REPEATS):
+        # rotate the order so no runner always follows the same neighbour
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            run = runs[name]
+            elapsed, produced = timed(run)
+            times[name].append(elapsed / produced)
+            counts[name] = produced
+    return [(name, 1.0 / statistics.median(values), counts[name]) for name, values in times.items()]
+
+
+def main() -> None:
+    os.environ["KEEL_THREADS"] = "2"  # keel reads its settings when it loads a model
+    print(f"{NEW_TOKENS} new tokens, 2 threads, median of {REPEATS} after warm-up")
+    print(f"{'model':<14} {'runner':<26} {'tokens':>6} {'tok/s':>8} {'vs bare':>8}")
+    for model in MODELS:
+        rows = bench_model(model)
+        bare = rows[0][1]
+        for name, rate, produced in rows:
+            print(f"{model:<14} {name:<26} {produced:>6} {rate:>8.1f} {rate / bare:>7.3f}x")
+
+
+if __name__ == "__main__":
+    main()
