@@ -88,23 +88,21 @@ def _from_directory(directory: Path, filename: str) -> Path:
 
 
 def _from_hub(repo: str, filename: str) -> Path:
-    """The Hugging Face cache first; the network only when downloads are allowed."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    """The Hugging Face cache first, read from disk only; the network only when downloads
+    are allowed (hf_hub_download talks to the hub even with local_files_only=True)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
 
-    allowed = settings().allow_downloads
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=not allowed))
-    except LocalEntryNotFoundError as exc:
-        if allowed:
-            raise ModelNotAvailableError(
-                f"could not download {filename!r} from {repo!r}: {exc}"
-            ) from exc
+    cached = try_to_load_from_cache(repo, filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    if not settings().allow_downloads:
         raise ModelNotAvailableError(
             f"{repo}/{filename} is not in the Hugging Face cache and downloads are off; "
-            "fix: set KEEL_ALLOW_DOWNLOADS=1 (or run `keel models download`), or pass a "
-            "local .gguf path as model="
-        ) from exc
+            "fix: set KEEL_ALLOW_DOWNLOADS=1, or pass a local .gguf path as model="
+        )
+    try:
+        return Path(hf_hub_download(repo, filename))
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelNotAvailableError(
             f"could not download {filename!r} from {repo!r}: {exc}"
