@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from . import loop, runtime
 from .config import settings
@@ -37,7 +37,7 @@ def _events(options: dict[str, Any]) -> Iterator[GenerationResponse]:
     """Validate everything and load the model now, so bad input fails at call time,
     before the caller starts iterating."""
     _reject_unbuilt(options)
-    location_args = {key: options.pop(key) for key in _LOCATION_KEYS}
+    location_args = {key: options.pop(key, None) for key in _LOCATION_KEYS}
     params = make_params(options.pop("prompt"), **options)
     try:
         loaded = runtime.load(resolve_model(**location_args))
@@ -89,30 +89,32 @@ def generate(
     return result.text
 
 
-def stream_generate(
-    prompt: str,
-    max_new_tokens: int | None = None,
-    eos_string: str = EOS_MARKER,
-    include_logprobs: bool = False,
-    model: str | None = None,
-    model_repo: str | None = None,
-    model_filename: str | None = None,
-    size: str | None = None,
-    seed: int = DEFAULT_SEED,
-    temperature: float = 0.0,
-    unsafe_mode: bool = False,
-    *,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    stop: str | Sequence[str] | None = None,
-    top_logprobs: int = 5,
-    raw: bool = False,
-) -> Iterator[GenerationResponse]:
+class StreamOptions(TypedDict, total=False):
+    """Keyword arguments of stream_generate: the same names and defaults as generate_iter."""
+
+    max_new_tokens: int | None
+    eos_string: str
+    include_logprobs: bool
+    model: str | None
+    model_repo: str | None
+    model_filename: str | None
+    size: str | None
+    seed: int
+    temperature: float
+    unsafe_mode: bool
+    top_k: int
+    top_p: float
+    min_p: float
+    stop: str | Sequence[str] | None
+    top_logprobs: int
+    raw: bool
+
+
+def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[GenerationResponse]:
     """Yield a GenerationResponse per sampled token; the last has finish_reason and the
     fingerprint. An engine failure ends the stream with finish_reason="error"."""
-    options = dict(locals())
-    options["logprobs"] = options.pop("include_logprobs")
+    options = {"prompt": prompt, **options}
+    options["logprobs"] = options.pop("include_logprobs", False)
     return _events(options)
 
 

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 from .sampling import TokenLogprob
 
-FINISH_REASONS = ("stop", "stop_string", "length", "cancelled", "error")
-
 
 @dataclass(frozen=True)
 class Fingerprint:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import resource
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from time import perf_counter
 
 from .detok import StopMatcher, Utf8Assembler
@@ -15,7 +15,7 @@ from .events import Fingerprint, GenerationResponse
 from .params import GenerationParams
 from .sampling import sample, token_logprob
 
-NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, error)
+NO_TOKEN = -1  # token id of a final event that sampled nothing (an engine error)
 
 
 def fit_context(
@@ -40,11 +40,10 @@ def run(
     engine: LlamaEngine,
     params: GenerationParams,
     fingerprint: Fingerprint,
-    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[GenerationResponse]:
     """Yield one event per sampled token; the last one has `finish_reason` set.
 
-    The engine lock is held while the generator runs, so an abandoned generator should be
+    The engine is held while the generator runs, so an abandoned generator should be
     closed (for-loops and the API adapters do this) to let other callers in.
     """
     tokens = engine.prompt_tokens(params.prompt, raw=params.raw)
@@ -73,7 +72,7 @@ def run(
             **stats,
         )
 
-    with engine.lock:
+    with engine.session():
         started = perf_counter()
         try:
             engine.prefill(tokens)
@@ -86,9 +85,6 @@ def run(
         stops = StopMatcher(params.stop_strings)
         position = n_prompt
         for step in range(params.max_new_tokens):
-            if step and should_stop is not None and should_stop():
-                yield event(stops.flush(), NO_TOKEN, None, step, "cancelled")
-                return
             logits = engine.logits()
             token = sample(logits, step, params)
             logprob = (

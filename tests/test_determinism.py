@@ -89,3 +89,12 @@ def test_concurrent_threads_match_serial():
 def test_empty_and_blank_prompts_are_deterministic(prompt, model_name):
     a = keel.generate(prompt, model=model_name, max_new_tokens=8, raw=True)
     assert keel.generate(prompt, model=model_name, max_new_tokens=8, raw=True) == a
+
+
+def test_nested_generation_in_one_thread_fails_instead_of_hanging():
+    stream = keel.generate_iter(PROMPT, max_new_tokens=8)
+    next(stream)
+    with pytest.raises(keel.GenerationError, match="still open in this thread"):
+        keel.generate("other", max_new_tokens=4)
+    stream.close()  # releases the model
+    assert keel.generate("other", max_new_tokens=4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import settings
-from ..errors import GenerationError, ModelLoadError
+from ..errors import GenerationError, InvalidParameterError, ModelLoadError
 from .chat import render_chat
 
 CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
@@ -84,6 +85,7 @@ class LlamaEngine:
         self.path = path
         self.context = context
         self.lock = threading.Lock()
+        self._owner: int | None = None
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
@@ -130,6 +132,23 @@ class LlamaEngine:
     def __del__(self) -> None:
         self.close()
 
+    @contextmanager
+    def session(self):
+        """Exclusive use of the context for one generation. A second generation opened
+        from the thread that already holds it would wait forever, so it fails instead."""
+        me = threading.get_ident()
+        if self._owner == me:
+            raise GenerationError(
+                f"a generation with {self.path.name} is still open in this thread; "
+                "finish or close it before starting another"
+            )
+        with self.lock:
+            self._owner = me
+            try:
+                yield
+            finally:
+                self._owner = None
+
     # -- text <-> tokens ---------------------------------------------------------------
 
     def tokenize(self, text: str, *, add_bos: bool, parse_special: bool) -> list[int]:
@@ -165,6 +184,9 @@ class LlamaEngine:
         return flag
 
     def special_text(self, token: int) -> str:
+        """A special token's written form (e.g. "<|im_start|>"); "" if the model has none."""
+        if token < 0:
+            return ""
         buffer = ctypes.create_string_buffer(256)
         size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 256, 0, True)
         return buffer.raw[: max(size, 0)].decode("utf-8", "replace")
@@ -187,6 +209,11 @@ class LlamaEngine:
         if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos:
             tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another
         if not tokens:
+            if self.bos < 0:
+                raise InvalidParameterError(
+                    f"{self.path.name} has no BOS token, so an empty raw prompt gives it "
+                    "nothing to start from; pass some text"
+                )
             tokens = [self.bos]
         return tokens
 
