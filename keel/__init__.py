@@ -1,6 +1,14 @@
 """keel: deterministic text generation with local GGUF models."""
 
-from .api import generate, generate_iter, preload_models, stream_generate
+from .api import (
+    generate,
+    generate_choice,
+    generate_iter,
+    generate_json,
+    generate_regex,
+    preload_models,
+    stream_generate,
+)
 from .errors import (
     GenerationError,
     InvalidParameterError,
@@ -8,6 +16,7 @@ from .errors import (
     KeelWarning,
     ModelLoadError,
     ModelNotAvailableError,
+    StructuredOutputError,
     UnknownModelError,
 )
 from .events import Fingerprint, GenerationResponse, GenerationResult
@@ -25,10 +34,14 @@ __all__ = [
     "KeelWarning",
     "ModelLoadError",
     "ModelNotAvailableError",
+    "StructuredOutputError",
     "UnknownModelError",
     "__version__",
     "generate",
+    "generate_choice",
     "generate_iter",
+    "generate_json",
+    "generate_regex",
     "preload_models",
     "stream_generate",
 ]

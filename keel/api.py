@@ -10,47 +10,92 @@ from . import loop, runtime
 from .config import settings
 from .engine import fallback
 from .errors import GenerationError, ModelNotAvailableError
-from .events import GenerationResponse, collect
+from .events import GenerationResponse, GenerationResult, collect
 from .models import resolve_model
 from .params import DEFAULT_SEED, EOS_MARKER, make_params
-
-_NOT_YET = {
-    "schema": "structured output (schema=)",
-    "regex": "regex-constrained output (regex=)",
-    "choices": "choice-constrained output (choices=)",
-    "response_format": "response_format=",
-}
-
+from .structured import Constraint, build_constraint, open_session, validate_output
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
+_CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
 
 
-def _reject_unbuilt(options: dict[str, Any]) -> None:
-    for name, label in _NOT_YET.items():
-        if options.pop(name, None) is not None:
-            raise NotImplementedError(f"{label} is not available in this keel version yet")
+class GenerationOptions(TypedDict, total=False):
+    """Keyword arguments shared by every generation function (see generate)."""
+
+    max_new_tokens: int | None
+    eos_string: str
+    model: str | None
+    model_repo: str | None
+    model_filename: str | None
+    size: str | None
+    seed: int
+    temperature: float
+    schema: Any
+    regex: str | None
+    choices: Sequence[str] | None
+    response_format: dict | None
+    reasoning: bool
+    unsafe_mode: bool
+    top_k: int
+    top_p: float
+    min_p: float
+    stop: str | Sequence[str] | None
+    top_logprobs: int
+    raw: bool
+
+
+class StreamOptions(GenerationOptions, total=False):
+    include_logprobs: bool
+
+
+def _prepare(options: dict[str, Any]) -> tuple[Iterator[GenerationResponse], Constraint | None]:
+    """Validate everything, compile any constraint and load the model now, so bad input
+    fails at call time, before the caller starts iterating."""
     if options.pop("unsafe_mode", False):
         raise NotImplementedError("unsafe_mode (remote backends) is not available yet")
-
-
-def _events(options: dict[str, Any]) -> Iterator[GenerationResponse]:
-    """Validate everything and load the model now, so bad input fails at call time,
-    before the caller starts iterating."""
-    _reject_unbuilt(options)
-    location_args = {key: options.pop(key, None) for key in _LOCATION_KEYS}
-    params = make_params(options.pop("prompt"), **options)
+    location = {key: options.pop(key, None) for key in _LOCATION_KEYS}
+    constraint = build_constraint(
+        **{key: options.pop(key, None) for key in _CONSTRAINT_KEYS if key in options}
+    )
+    prompt = options.pop("prompt")
+    if constraint is not None and not options.get("raw") and isinstance(prompt, str):
+        prompt += constraint.prompt_hint
+    params = make_params(prompt, constraint=constraint.key if constraint else "", **options)
     try:
-        loaded = runtime.load(resolve_model(**location_args))
+        loaded = runtime.load(resolve_model(**location))
     except ModelNotAvailableError:
-        if not settings().allow_fallback:
-            raise
-        return fallback.run(params, runtime.fallback_fingerprint(params))
-    return loop.run(loaded.engine, params, loaded.fingerprint(params))
+        if constraint is not None or not settings().allow_fallback:
+            raise  # stand-in text could never satisfy a constraint
+        return fallback.run(params, runtime.fallback_fingerprint(params)), None
+    session = open_session(loaded.engine, constraint) if constraint else None
+    return loop.run(loaded.engine, params, loaded.fingerprint(params), session), constraint
 
 
-def _raise_on_error(event: GenerationResponse) -> None:
-    if event.finish_reason == "error":
-        raise GenerationError(event.error or "generation failed")
+def _validated(events: Iterator[GenerationResponse], constraint: Constraint | None):
+    """Pass events through; check the whole output before the final event is released."""
+    if constraint is None:
+        return events
+    return _validating(events, constraint)
+
+
+def _validating(events: Iterator[GenerationResponse], constraint: Constraint):
+    text = []
+    with closing(events):
+        for event in events:
+            text.append(event.text)
+            if event.finish_reason not in (None, "error"):
+                validate_output(constraint, "".join(text), event.finish_reason)
+            yield event
+
+
+def _result(options: dict[str, Any], with_logprobs: bool) -> tuple[GenerationResult, Any]:
+    """Run to completion; return the result and, under a constraint, the parsed value."""
+    events, constraint = _prepare(options)
+    result = collect(events, with_logprobs=with_logprobs)
+    if result.finish_reason == "error":
+        raise GenerationError(result.error or "generation failed")
+    value = validate_output(constraint, result.text, result.finish_reason) if constraint else None
+    return result, value
 
 
 def generate(
@@ -76,38 +121,20 @@ def generate(
     stop: str | Sequence[str] | None = None,
     top_logprobs: int = 5,
     raw: bool = False,
+    reasoning: bool = False,
 ) -> str | tuple[str, dict | None]:
-    """Generate text; with return_logprobs=True return (text, {"content": [...]})."""
+    """Generate text; with return_logprobs=True return (text, {"content": [...]}).
+
+    With schema / response_format the text is the JSON wrapped in <json-output> tags, with
+    regex it fully matches the pattern, with choices it is one of them; it is validated
+    before it is returned (StructuredOutputError otherwise).
+    """
     options = dict(locals())
     options["logprobs"] = options.pop("return_logprobs")
-    events = _events(options)
-    result = collect(events, with_logprobs=return_logprobs)
-    if result.finish_reason == "error":
-        raise GenerationError(result.error or "generation failed")
+    result, _ = _result(options, with_logprobs=return_logprobs)
     if return_logprobs:
         return result.text, result.logprobs_dict()
     return result.text
-
-
-class StreamOptions(TypedDict, total=False):
-    """Keyword arguments of stream_generate: the same names and defaults as generate_iter."""
-
-    max_new_tokens: int | None
-    eos_string: str
-    include_logprobs: bool
-    model: str | None
-    model_repo: str | None
-    model_filename: str | None
-    size: str | None
-    seed: int
-    temperature: float
-    unsafe_mode: bool
-    top_k: int
-    top_p: float
-    min_p: float
-    stop: str | Sequence[str] | None
-    top_logprobs: int
-    raw: bool
 
 
 def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[GenerationResponse]:
@@ -115,7 +142,7 @@ def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[G
     fingerprint. An engine failure ends the stream with finish_reason="error"."""
     options = {"prompt": prompt, **options}
     options["logprobs"] = options.pop("include_logprobs", False)
-    return _events(options)
+    return _validated(*_prepare(options))
 
 
 def generate_iter(
@@ -123,35 +150,28 @@ def generate_iter(
     max_new_tokens: int | None = None,
     eos_string: str = EOS_MARKER,
     include_logprobs: bool = False,
-    model: str | None = None,
-    model_repo: str | None = None,
-    model_filename: str | None = None,
-    size: str | None = None,
-    seed: int = DEFAULT_SEED,
-    temperature: float = 0.0,
-    unsafe_mode: bool = False,
-    *,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    stop: str | Sequence[str] | None = None,
-    top_logprobs: int = 5,
-    raw: bool = False,
+    **options: Unpack[GenerationOptions],
 ) -> Iterator[str] | Iterator[tuple[str, dict | None]]:
     """Yield text pieces; "".join(pieces) == generate(...) for the same arguments.
 
     Plain mode yields only non-empty pieces. With include_logprobs=True it yields one
     (piece, logprob entry) per sampled token, where piece may be "" while text is held back.
     """
-    options = dict(locals())
-    options["logprobs"] = options.pop("include_logprobs")
-    return _pieces(_events(options), include_logprobs)
+    events = stream_generate(
+        prompt,
+        max_new_tokens=max_new_tokens,
+        eos_string=eos_string,
+        include_logprobs=include_logprobs,
+        **options,
+    )
+    return _pieces(events, include_logprobs)
 
 
 def _pieces(events: Iterator[GenerationResponse], include_logprobs: bool):
     with closing(events):
         for event in events:
-            _raise_on_error(event)
+            if event.finish_reason == "error":
+                raise GenerationError(event.error or "generation failed")
             if include_logprobs:
                 if event.token >= 0:
                     yield event.text, event.logprobs.to_dict() if event.logprobs else None
@@ -159,6 +179,24 @@ def _pieces(events: Iterator[GenerationResponse], include_logprobs: bool):
                     yield event.text, None
             elif event.text:
                 yield event.text
+
+
+def generate_json(prompt: str, schema: Any, **options: Unpack[GenerationOptions]) -> Any:
+    """The parsed JSON value: a Pydantic instance when schema is a model class, a value of
+    the given Python type, or plain JSON data for a JSON Schema dict."""
+    return _result({"prompt": prompt, "schema": schema, **options}, with_logprobs=False)[1]
+
+
+def generate_regex(prompt: str, regex: str, **options: Unpack[GenerationOptions]) -> str:
+    """Text that re.fullmatch(regex, text) accepts."""
+    return _result({"prompt": prompt, "regex": regex, **options}, with_logprobs=False)[1]
+
+
+def generate_choice(
+    prompt: str, choices: Sequence[str], **options: Unpack[GenerationOptions]
+) -> str:
+    """Exactly one of the choices."""
+    return _result({"prompt": prompt, "choices": choices, **options}, with_logprobs=False)[1]
 
 
 def preload_models(

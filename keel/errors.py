@@ -30,3 +30,12 @@ class KeelWarning(UserWarning):
 
 class UnknownModelError(InvalidParameterError):
     """The model name or size is not one keel knows (a typo never falls back silently)."""
+
+
+class StructuredOutputError(KeelError):
+    """A constraint could not be compiled, or the output does not satisfy it (e.g. the
+    token limit cut the JSON short). `partial_text` holds what was generated."""
+
+    def __init__(self, message: str, partial_text: str = "") -> None:
+        super().__init__(message)
+        self.partial_text = partial_text

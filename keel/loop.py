@@ -14,6 +14,7 @@ from .errors import GenerationError, KeelWarning
 from .events import Fingerprint, GenerationResponse
 from .params import GenerationParams
 from .sampling import sample, token_logprob
+from .structured.session import ConstraintSession
 
 NO_TOKEN = -1  # token id of a final event that sampled nothing (an engine error)
 
@@ -40,6 +41,7 @@ def run(
     engine: LlamaEngine,
     params: GenerationParams,
     fingerprint: Fingerprint,
+    constraint: ConstraintSession | None = None,
 ) -> Iterator[GenerationResponse]:
     """Yield one event per sampled token; the last one has `finish_reason` set.
 
@@ -86,7 +88,7 @@ def run(
         position = n_prompt
         for step in range(params.max_new_tokens):
             logits = engine.logits()
-            token = sample(logits, step, params)
+            token = sample(constraint.restrict(logits) if constraint else logits, step, params)
             logprob = (
                 token_logprob(logits, token, params.top_logprobs, engine.token_text)
                 if params.logprobs
@@ -97,9 +99,14 @@ def run(
                 text, stop = stops.flush(), None
                 finish = "stop"
             else:
+                if constraint:
+                    constraint.advance(token)
                 text, stop = stops.feed(utf8.feed(engine.piece(token)))
                 if stop:
                     finish = "stop_string"
+                elif constraint and constraint.finished():
+                    text += stops.flush()
+                    finish = "stop"
                 elif step + 1 == params.max_new_tokens or position >= engine.n_ctx:
                     text += stops.flush()
                     finish = "length"

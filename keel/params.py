@@ -35,6 +35,7 @@ class GenerationParams:
     logprobs: bool = False
     top_logprobs: int = 5
     raw: bool = False
+    constraint: str = ""  # canonical description of a structured-output grammar
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -90,6 +91,7 @@ def make_params(
     logprobs: bool = False,
     top_logprobs: int = 5,
     raw: bool = False,
+    constraint: str = "",
 ) -> GenerationParams:
     """Check every parameter and return the canonical form; raise InvalidParameterError."""
     _require(isinstance(prompt, str), f"prompt must be str, got {type(prompt).__name__}")
@@ -135,4 +137,5 @@ def make_params(
         logprobs=logprobs,
         top_logprobs=top_logprobs,
         raw=raw,
+        constraint=constraint,
     )

@@ -50,12 +50,6 @@ def test_errors_are_raised_at_call_time_for_streams():
         keel.stream_generate("hi", temperature=-1)
 
 
-@pytest.mark.parametrize("option", ["schema", "regex", "choices", "response_format"])
-def test_structured_options_not_built_yet(option):
-    with pytest.raises(NotImplementedError, match=option):
-        keel.generate("hi", **{option: {"type": "object"} if option != "choices" else ["a"]})
-
-
 def test_unsafe_mode_not_built_yet():
     with pytest.raises(NotImplementedError, match="unsafe_mode"):
         keel.generate("hi", unsafe_mode=True)

@@ -111,14 +111,15 @@ class LlamaEngine:
             lib.llama_model_free(self._model)
             raise ModelLoadError(f"llama.cpp could not create a context for {str(path)!r}")
         self._memory = lib.llama_get_memory(self._ctx)
-        self._vocab = lib.llama_model_get_vocab(self._model)
-        self.n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+        self.vocab = lib.llama_model_get_vocab(self._model)
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         self.n_ctx = lib.llama_n_ctx(self._ctx)
-        self.bos = lib.llama_vocab_bos(self._vocab)
-        self.add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self.bos = lib.llama_vocab_bos(self.vocab)
+        self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         self._batch = lib.llama_batch_init(context.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
+        self._eog_ids: list[int] | None = None
         template = lib.llama_model_chat_template(self._model, None)
         self.chat_template: str | None = template.decode("utf-8") if template else None
 
@@ -156,7 +157,7 @@ class LlamaEngine:
         capacity = len(data) + 8
         buffer = (ctypes.c_int32 * capacity)()
         count = self._lib.llama_tokenize(
-            self._vocab, data, len(data), buffer, capacity, add_bos, parse_special
+            self.vocab, data, len(data), buffer, capacity, add_bos, parse_special
         )
         if count < 0:
             raise GenerationError(f"tokenizer needed {-count} slots, had {capacity}")
@@ -167,10 +168,10 @@ class LlamaEngine:
         cached = self._pieces.get(token)
         if cached is None:
             buffer = ctypes.create_string_buffer(64)
-            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+            size = self._lib.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
             if size < 0:
                 buffer = ctypes.create_string_buffer(-size)
-                size = self._lib.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+                size = self._lib.llama_token_to_piece(self.vocab, token, buffer, -size, 0, False)
             cached = self._pieces[token] = buffer.raw[:size]
         return cached
 
@@ -180,15 +181,22 @@ class LlamaEngine:
     def is_eog(self, token: int) -> bool:
         flag = self._eog.get(token)
         if flag is None:
-            flag = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+            flag = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self.vocab, token))
         return flag
+
+    def eog_tokens(self) -> list[int]:
+        """Every end-of-generation token id (one scan of the vocabulary, then remembered)."""
+        if self._eog_ids is None:
+            is_eog = self._lib.llama_vocab_is_eog
+            self._eog_ids = [t for t in range(self.n_vocab) if is_eog(self.vocab, t)]
+        return self._eog_ids
 
     def special_text(self, token: int) -> str:
         """A special token's written form (e.g. "<|im_start|>"); "" if the model has none."""
         if token < 0:
             return ""
         buffer = ctypes.create_string_buffer(256)
-        size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 256, 0, True)
+        size = self._lib.llama_token_to_piece(self.vocab, token, buffer, 256, 0, True)
         return buffer.raw[: max(size, 0)].decode("utf-8", "replace")
 
     def prompt_tokens(self, prompt: str, *, raw: bool) -> list[int]:
@@ -201,7 +209,7 @@ class LlamaEngine:
                 self.chat_template,
                 [{"role": "user", "content": prompt}],
                 bos_token=self.special_text(self.bos),
-                eos_token=self.special_text(self._lib.llama_vocab_eos(self._vocab)),
+                eos_token=self.special_text(self._lib.llama_vocab_eos(self.vocab)),
             )
         else:
             text = prompt
