@@ -34,6 +34,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py
+	$(PY) bench/structured.py
 
 clean:
 	rm -rf $(VENV)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -17,47 +18,48 @@ from ..engine.llama import LlamaEngine
 from ..errors import GenerationError, StructuredOutputError
 from .constraint import Constraint
 
-_COMPILED_LIMIT = 64
+_COMPILED_PER_MODEL = 64
+
+
+class _ModelCache:
+    """llguidance state for one loaded model: its tokenizer and compiled grammars."""
+
+    def __init__(self, engine: LlamaEngine) -> None:
+        import llguidance.llamacpp
+
+        with warnings.catch_warnings():  # it calls a deprecated binding once per token
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(
+                engine.vocab, eos_token=engine.eog_tokens()
+            )
+        self.compiled: OrderedDict[str, object] = OrderedDict()
+
+
 _lock = threading.Lock()
-_tokenizers: dict[int, object] = {}
-_compiled: OrderedDict[tuple[int, str], object] = OrderedDict()
-
-
-def _tokenizer(engine: LlamaEngine):
-    import llguidance.llamacpp
-
-    with _lock:
-        tokenizer = _tokenizers.get(id(engine))
-        if tokenizer is None:
-            with warnings.catch_warnings():  # it calls a deprecated binding once per token
-                warnings.simplefilter("ignore", DeprecationWarning)
-                tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(
-                    engine.vocab, eos_token=engine.eog_tokens()
-                )
-            _tokenizers[id(engine)] = tokenizer
-        return tokenizer
+_caches: weakref.WeakKeyDictionary[LlamaEngine, _ModelCache] = weakref.WeakKeyDictionary()
 
 
 def _compiled_matcher(engine: LlamaEngine, constraint: Constraint):
     """Compile once per (model, grammar); invalid grammars fail here, before generation."""
     from llguidance import LLMatcher
 
-    key = (id(engine), constraint.lark)
     with _lock:
-        matcher = _compiled.get(key)
+        cache = _caches.get(engine)
+        if cache is None:
+            cache = _caches[engine] = _ModelCache(engine)
+        matcher = cache.compiled.get(constraint.lark)
         if matcher is not None:
-            _compiled.move_to_end(key)
+            cache.compiled.move_to_end(constraint.lark)
             return matcher
-    tokenizer = _tokenizer(engine)
-    matcher = LLMatcher(tokenizer, LLMatcher.grammar_from_lark(constraint.lark), log_level=0)
+    matcher = LLMatcher(cache.tokenizer, LLMatcher.grammar_from_lark(constraint.lark), log_level=0)
     if matcher.is_error():
         raise StructuredOutputError(
             f"the {constraint.kind} constraint cannot be compiled: {matcher.get_error()}"
         )
     with _lock:
-        _compiled[key] = matcher
-        while len(_compiled) > _COMPILED_LIMIT:
-            _compiled.popitem(last=False)
+        cache.compiled[constraint.lark] = matcher
+        while len(cache.compiled) > _COMPILED_PER_MODEL:
+            cache.compiled.popitem(last=False)
     return matcher
 
 

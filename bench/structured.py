@@ -1,0 +1,136 @@
+"""Constrained decoding cost: unconstrained keel vs keel JSON-schema vs llama-cpp-python GBNF.
+
+Same GGUF, 2 threads, same raw prompt, greedy, one run each for warm-up and then the median
+of REPEATS (rotating order). Reports decode tokens/s from the first streamed token to the
+last (so prefill, identical for all, does not favour longer outputs) and, for keel, the
+median time per token spent computing and applying the llguidance mask (replayed over the
+generated tokens).
+
+Usage: python bench/structured.py   (BENCH_REPEATS=N to change the repeat count)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+from llama_cpp import Llama, LlamaGrammar
+
+import keel
+from keel.models import resolve_model
+from keel.runtime import load
+from keel.structured import build_constraint, open_session
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+MAX_TOKENS = 96
+MODELS = ["smollm2-135m", "gemma3-270m"]
+PROMPT = "Here is a JSON record of a person with a name, an age and three hobbies:\n"
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "hobbies": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 16},
+            "minItems": 3,
+            "maxItems": 3,
+        },
+    },
+    "required": ["name", "age", "hobbies"],
+    "additionalProperties": False,
+}
+
+
+def decode_rate(stream) -> tuple[float, int]:
+    """Tokens per second between the first and the last streamed item, and the count."""
+    stamps = [time.perf_counter() for _ in stream]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+def keel_run(model: str, schema: dict | None) -> tuple[float, int]:
+    return decode_rate(
+        keel.stream_generate(
+            PROMPT, model=model, raw=True, max_new_tokens=MAX_TOKENS, schema=schema
+        )
+    )
+
+
+def gbnf_run(llm: Llama, grammar: LlamaGrammar) -> tuple[float, int]:
+    return decode_rate(
+        llm(PROMPT, max_tokens=MAX_TOKENS, temperature=0.0, grammar=grammar, stream=True)
+    )
+
+
+def mask_time_per_token(model: str) -> float:
+    """Median seconds per token for mask + apply + advance, replaying a real output."""
+    engine = load(resolve_model(model)).engine
+    constraint = build_constraint(schema=SCHEMA)
+    tokens = [
+        e.token
+        for e in keel.stream_generate(
+            PROMPT, model=model, raw=True, max_new_tokens=MAX_TOKENS, schema=SCHEMA
+        )
+        if not engine.is_eog(e.token)
+    ]
+    logits = engine.logits().copy()
+    samples = []
+    for _ in range(REPEATS):
+        session = open_session(engine, constraint)
+        for token in tokens:
+            start = time.perf_counter()
+            session.restrict(logits)
+            session.advance(token)
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_model(model: str) -> list[tuple[str, float, int]]:
+    llm = Llama(
+        str(resolve_model(model).path),
+        n_ctx=2048,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=2,
+        n_threads_batch=2,
+        flash_attn=False,
+        swa_full=True,
+        verbose=False,
+    )
+    grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
+    runs = {
+        "keel unconstrained": lambda: keel_run(model, None),
+        "keel JSON schema": lambda: keel_run(model, SCHEMA),
+        "llama-cpp-python GBNF": lambda: gbnf_run(llm, grammar),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    counts: dict[str, int] = {}
+    for run in runs.values():
+        run()  # warm-up (also builds keel's tokenizer and grammar caches)
+    names = list(runs)
+    for repeat in range(REPEATS):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            rate, counts[name] = runs[name]()
+            rates[name].append(rate)
+    return [(name, statistics.median(values), counts[name]) for name, values in rates.items()]
+
+
+def main() -> None:
+    os.environ["KEEL_THREADS"] = "2"
+    print(f"greedy, max {MAX_TOKENS} tokens, 2 threads, median of {REPEATS} after warm-up")
+    print(f"{'model':<14} {'runner':<24} {'tokens':>6} {'tok/s':>8} {'vs free':>8}")
+    for model in MODELS:
+        rows = bench_model(model)
+        free = rows[0][1]
+        for name, rate, produced in rows:
+            print(f"{model:<14} {name:<24} {produced:>6} {rate:>8.1f} {rate / free:>7.3f}x")
+        print(
+            f"{model:<14} {'keel mask per token':<24} {'':>6} "
+            f"{mask_time_per_token(model) * 1e6:>7.0f}us"
+        )
+
+
+if __name__ == "__main__":
+    main()
