@@ -18,7 +18,7 @@ from llama_cpp import Llama
 
 import keel
 from keel.models import resolve_model
-from keel.runtime import load
+from keel.runtime import load_location
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -39,7 +39,7 @@ def llama_cpp_run(llm: Llama) -> int:
 
 
 def bare_run(model: str) -> int:
-    engine = load(resolve_model(model)).engine
+    engine = load_location(resolve_model(model)).engine
     tokens = engine.prompt_tokens(PROMPT, raw=True)
     with engine.lock:
         engine.prefill(tokens)

@@ -20,7 +20,7 @@ from llama_cpp import Llama, LlamaGrammar
 
 import keel
 from keel.models import resolve_model
-from keel.runtime import load
+from keel.runtime import load_location
 from keel.structured import build_constraint, open_session
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
@@ -66,7 +66,7 @@ def gbnf_run(llm: Llama, grammar: LlamaGrammar) -> tuple[float, int]:
 
 def mask_time_per_token(model: str) -> float:
     """Median seconds per token for mask + apply + advance, replaying a real output."""
-    engine = load(resolve_model(model)).engine
+    engine = load_location(resolve_model(model)).engine
     constraint = build_constraint(schema=SCHEMA)
     tokens = [
         e.token

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
 from . import loop, runtime
+from .cache import cache_key, result_cache
 from .config import settings
 from .engine import fallback
-from .errors import GenerationError, ModelNotAvailableError
+from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError
 from .events import GenerationResponse, GenerationResult, collect
 from .models import resolve_model
 from .params import DEFAULT_SEED, EOS_MARKER, make_params
+from .record import Record, recording
 from .structured import Constraint, build_constraint, open_session, validate_output
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
@@ -42,33 +46,58 @@ class GenerationOptions(TypedDict, total=False):
     stop: str | Sequence[str] | None
     top_logprobs: int
     raw: bool
+    cache: bool
 
 
 class StreamOptions(GenerationOptions, total=False):
     include_logprobs: bool
 
 
-def _prepare(options: dict[str, Any]) -> tuple[Iterator[GenerationResponse], Constraint | None]:
-    """Validate everything, compile any constraint and load the model now, so bad input
-    fails at call time, before the caller starts iterating."""
+@dataclass(frozen=True)
+class _Prepared:
+    """A validated request: its events, constraint and cache key (when caching)."""
+
+    events: Iterator[GenerationResponse]
+    constraint: Constraint | None
+    key: str | None
+    record: Record | None = None  # the cache hit behind `events`, if any
+
+
+def _prepare(options: dict[str, Any]) -> _Prepared:
+    """Validate everything, compile any constraint and find the model now, so bad input
+    fails at call time, before the caller starts iterating. A cache hit is replayed
+    without loading the model."""
     if options.pop("unsafe_mode", False):
         raise NotImplementedError("unsafe_mode (remote backends) is not available yet")
+    use_cache = options.pop("cache", True)
+    if not isinstance(use_cache, bool):
+        raise InvalidParameterError(f"cache must be bool, got {use_cache!r}")
     location = {key: options.pop(key, None) for key in _LOCATION_KEYS}
     constraint = build_constraint(
-        **{key: options.pop(key, None) for key in _CONSTRAINT_KEYS if key in options}
+        **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
     prompt = options.pop("prompt")
     if constraint is not None and not options.get("raw") and isinstance(prompt, str):
         prompt += constraint.prompt_hint
     params = make_params(prompt, constraint=constraint.key if constraint else "", **options)
     try:
-        loaded = runtime.load(resolve_model(**location))
+        identity = runtime.identify(resolve_model(**location))
     except ModelNotAvailableError:
         if constraint is not None or not settings().allow_fallback:
             raise  # stand-in text could never satisfy a constraint
-        return fallback.run(params, runtime.fallback_fingerprint(params)), None
+        return _Prepared(fallback.run(params, runtime.fallback_fingerprint(params)), None, None)
+    fingerprint = identity.fingerprint(params)
+    cache = result_cache() if use_cache else None
+    key = cache_key(fingerprint, params.prompt) if cache else None
+    record = cache.get(key) if cache else None
+    if record is not None:
+        return _Prepared(record.replay(), constraint, key, record)
+    loaded = runtime.load(identity)
     session = open_session(loaded.engine, constraint) if constraint else None
-    return loop.run(loaded.engine, params, loaded.fingerprint(params), session), constraint
+    events = _validated(loop.run(loaded.engine, params, fingerprint, session), constraint)
+    if cache:
+        events = recording(events, lambda done: cache.put(key, done))
+    return _Prepared(events, constraint, key)
 
 
 def _validated(events: Iterator[GenerationResponse], constraint: Constraint | None):
@@ -88,14 +117,33 @@ def _validating(events: Iterator[GenerationResponse], constraint: Constraint):
             yield event
 
 
-def _result(options: dict[str, Any], with_logprobs: bool) -> tuple[GenerationResult, Any]:
-    """Run to completion; return the result and, under a constraint, the parsed value."""
-    events, constraint = _prepare(options)
-    result = collect(events, with_logprobs=with_logprobs)
+def _result(
+    options: dict[str, Any], with_logprobs: bool
+) -> tuple[GenerationResult, Any, str | None]:
+    """Run to completion; return the result, the parsed value under a constraint, and the
+    cache key (None when not caching)."""
+    prepared = _prepare(options)
+    if prepared.record is not None:
+        prepared.events.close()
+        result = prepared.record.result()
+    else:
+        result = collect(prepared.events, with_logprobs=with_logprobs)
     if result.finish_reason == "error":
         raise GenerationError(result.error or "generation failed")
+    constraint = prepared.constraint
     value = validate_output(constraint, result.text, result.finish_reason) if constraint else None
-    return result, value
+    return result, value, prepared.key
+
+
+def _call_key(options: dict[str, Any]) -> tuple | None:
+    """A hashable form of a generate() call, for the in-memory fast path; None when the
+    arguments are not hashable (e.g. a schema dict) and the full path is taken."""
+    try:
+        call = (os.environ.get("KEEL_N_CTX"), *options.values())
+        hash(call)
+    except TypeError:
+        return None
+    return call
 
 
 def generate(
@@ -122,6 +170,7 @@ def generate(
     top_logprobs: int = 5,
     raw: bool = False,
     reasoning: bool = False,
+    cache: bool = True,
 ) -> str | tuple[str, dict | None]:
     """Generate text; with return_logprobs=True return (text, {"content": [...]}).
 
@@ -130,11 +179,18 @@ def generate(
     before it is returned (StructuredOutputError otherwise).
     """
     options = dict(locals())
-    options["logprobs"] = options.pop("return_logprobs")
-    result, _ = _result(options, with_logprobs=return_logprobs)
-    if return_logprobs:
-        return result.text, result.logprobs_dict()
-    return result.text
+    store = result_cache() if cache else None
+    call = _call_key(options) if store else None
+    record = store.recall(call) if call else None
+    if record is None:
+        options["logprobs"] = options.pop("return_logprobs")
+        result, _, key = _result(options, with_logprobs=return_logprobs)
+        if call and key:
+            store.note_call(call, key)
+        text, logprobs = result.text, result.logprobs_dict()
+    else:
+        text, logprobs = record.text, record.logprobs_dict()
+    return (text, logprobs) if return_logprobs else text
 
 
 def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[GenerationResponse]:
@@ -142,7 +198,7 @@ def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[G
     fingerprint. An engine failure ends the stream with finish_reason="error"."""
     options = {"prompt": prompt, **options}
     options["logprobs"] = options.pop("include_logprobs", False)
-    return _validated(*_prepare(options))
+    return _prepare(options).events
 
 
 def generate_iter(
@@ -206,6 +262,6 @@ def preload_models(
     model_filename: str | None = None,
 ) -> runtime.LoadedModel:
     """Load a model now (default: the default model) so the first request is fast."""
-    return runtime.load(
+    return runtime.load_location(
         resolve_model(model=model, model_repo=model_repo, model_filename=model_filename, size=size)
     )

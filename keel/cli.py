@@ -57,3 +57,53 @@ def main() -> None:
 def generate_command(prompt: str, **options) -> None:
     """Generate text for PROMPT, streamed to stdout."""
     stream_to_stdout(prompt, **options)
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect or empty the persistent result cache."""
+
+
+def _cache_or_exit():
+    from .cache import result_cache
+
+    store = result_cache()
+    if store is None:
+        raise click.ClickException("the result cache is disabled (KEEL_CACHE=0)")
+    return store
+
+
+@cache_group.command("path")
+def cache_path() -> None:
+    """Print where the cache file lives."""
+    click.echo(_cache_or_exit().path)
+
+
+@cache_group.command("stats")
+def cache_stats() -> None:
+    """Entries, size and hit rate."""
+    stats = _cache_or_exit().stats()
+    click.echo(f"path      {stats['path']}")
+    click.echo(f"entries   {stats['entries']}")
+    click.echo(
+        f"size      {stats['bytes'] / 2**20:.2f} MiB of {stats['max_bytes'] / 2**20:.0f} MiB"
+    )
+    click.echo(f"hits      {stats['hits']}")
+    click.echo(f"misses    {stats['misses']}")
+    click.echo(f"hit rate  {stats['hit_rate']:.1%}")
+
+
+@cache_group.command("clear")
+def cache_clear() -> None:
+    """Remove every entry."""
+    _cache_or_exit().clear()
+    click.echo("cache cleared")
+
+
+@cache_group.command("prune")
+@click.option("--max-mb", type=float, default=None, help="Size to prune to (default: the limit).")
+def cache_prune(max_mb: float | None) -> None:
+    """Evict the least frecent entries until the cache fits its size limit."""
+    limit = None if max_mb is None else int(max_mb * 2**20)
+    removed = _cache_or_exit().prune(limit)
+    click.echo(f"removed {removed} entries")

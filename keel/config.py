@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import platformdirs
@@ -30,20 +31,33 @@ def _positive_int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     cache_dir: Path
-    n_threads: int
     n_ctx: int
     allow_downloads: bool
     allow_fallback: bool
     verbose: bool
 
 
+@cache
+def _physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+@cache
+def _default_cache_dir() -> str:
+    return platformdirs.user_cache_dir("keel")
+
+
+def thread_count() -> int:
+    """llama.cpp threads: KEEL_THREADS, else the physical cores. Separate from settings()
+    because counting cores is slow and only loading a model needs it."""
+    return _positive_int("KEEL_THREADS", 0) or _physical_cores()
+
+
 def settings() -> Settings:
     """Read the environment now (not at import) so tests and long-lived servers see changes."""
-    cache_dir = os.environ.get("KEEL_CACHE_DIR") or platformdirs.user_cache_dir("keel")
-    physical_cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    cache_dir = os.environ.get("KEEL_CACHE_DIR") or _default_cache_dir()
     return Settings(
         cache_dir=Path(cache_dir),
-        n_threads=_positive_int("KEEL_THREADS", physical_cores),
         n_ctx=_positive_int("KEEL_N_CTX", 2048),
         allow_downloads=_flag("KEEL_ALLOW_DOWNLOADS"),
         allow_fallback=_flag("KEEL_ALLOW_FALLBACK"),

@@ -44,6 +44,7 @@ class GenerationResponse:
     prompt_truncated: bool = False
     fallback: bool = False
     error: str | None = None
+    cached: bool = False
     fingerprint: Fingerprint | None = None
 
 
@@ -59,6 +60,7 @@ class GenerationResult:
     fallback: bool
     fingerprint: Fingerprint | None
     error: str | None = None
+    cached: bool = False
 
     def logprobs_dict(self) -> dict | None:
         """The public logprobs shape: one entry per sampled token, in order."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from .errors import InvalidParameterError
 
@@ -46,10 +46,12 @@ class GenerationParams:
 
     def sampling_dict(self) -> dict:
         """Everything but the prompt, for fingerprints and logs."""
-        values = asdict(self)
-        del values["prompt"]
+        values = {name: getattr(self, name) for name in _SAMPLING_FIELDS}
         values["stop"] = list(self.stop)
         return values
+
+
+_SAMPLING_FIELDS = tuple(f.name for f in fields(GenerationParams) if f.name != "prompt")
 
 
 def _require(condition: bool, message: str) -> None:

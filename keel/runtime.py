@@ -1,4 +1,8 @@
-"""Loaded models: one engine per model file, loaded once, shared by every caller."""
+"""Loaded models: one engine per model file, loaded once, shared by every caller.
+
+A model's identity (name, sha256, context settings) is known without loading its weights,
+so a fingerprint, and with it a cache lookup, never needs the engine.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .config import settings
+from .config import settings, thread_count
 from .engine.llama import ContextSettings, LlamaEngine, build_info
 from .events import Fingerprint
 from .models import ModelLocation, model_sha256
@@ -17,11 +21,11 @@ KEEL_VERSION = version("keel-text")
 
 
 @dataclass(frozen=True)
-class LoadedModel:
+class ModelIdentity:
     name: str
     path: Path
     sha256: str
-    engine: LlamaEngine
+    context: ContextSettings
 
     def fingerprint(self, params: GenerationParams) -> Fingerprint:
         return Fingerprint.of(
@@ -29,22 +33,41 @@ class LoadedModel:
                 "keel": KEEL_VERSION,
                 "model": {"name": self.name, "sha256": self.sha256},
                 "engine": build_info(),
-                "context": self.engine.context.numerics(),
+                "context": self.context.numerics(),
                 "sampling": params.sampling_dict(),
             }
         )
 
 
-_loaded: dict[tuple[Path, ContextSettings], LoadedModel] = {}
-_loading_locks: dict[tuple[Path, ContextSettings], threading.Lock] = {}
+@dataclass(frozen=True)
+class LoadedModel:
+    identity: ModelIdentity
+    engine: LlamaEngine
+
+    @property
+    def sha256(self) -> str:
+        return self.identity.sha256
+
+    @property
+    def path(self) -> Path:
+        return self.identity.path
+
+
+def identify(location: ModelLocation) -> ModelIdentity:
+    context = ContextSettings(n_ctx=settings().n_ctx)
+    return ModelIdentity(location.name, location.path, model_sha256(location.path), context)
+
+
+_EngineKey = tuple[Path, ContextSettings, int]
+_loaded: dict[_EngineKey, LoadedModel] = {}
+_loading_locks: dict[_EngineKey, threading.Lock] = {}
 _registry_lock = threading.Lock()
 
 
-def load(location: ModelLocation) -> LoadedModel:
+def load(identity: ModelIdentity) -> LoadedModel:
     """Thread-safe: concurrent first calls for one model load it once."""
-    config = settings()
-    context = ContextSettings(n_ctx=config.n_ctx, n_threads=config.n_threads)
-    key = (location.path, context)
+    n_threads = thread_count()
+    key = (identity.path, identity.context, n_threads)
     with _registry_lock:
         loaded = _loaded.get(key)
         if loaded is not None:
@@ -53,8 +76,8 @@ def load(location: ModelLocation) -> LoadedModel:
     with lock:
         loaded = _loaded.get(key)
         if loaded is None:
-            engine = LlamaEngine(location.path, context)
-            loaded = LoadedModel(location.name, location.path, model_sha256(location.path), engine)
+            engine = LlamaEngine(identity.path, identity.context, n_threads)
+            loaded = LoadedModel(identity, engine)
             with _registry_lock:
                 _loaded[key] = loaded
     return loaded
@@ -64,3 +87,7 @@ def fallback_fingerprint(params: GenerationParams) -> Fingerprint:
     return Fingerprint.of(
         {"keel": KEEL_VERSION, "fallback": True, "sampling": params.sampling_dict()}
     )
+
+
+def load_location(location: ModelLocation) -> LoadedModel:
+    return load(identify(location))

@@ -111,6 +111,18 @@ class TokenLogprob:
     logprob: float
     top_logprobs: tuple[TokenAlternative, ...]
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenLogprob:
+        return cls(
+            data["token_id"],
+            data["text"],
+            data["logprob"],
+            tuple(
+                TokenAlternative(alt["token_id"], alt["text"], alt["logprob"])
+                for alt in data["top_logprobs"]
+            ),
+        )
+
     def to_dict(self) -> dict:
         return {
             "token_id": self.token_id,

@@ -7,6 +7,8 @@ import pytest
 # user's own. Set before keel reads its settings.
 os.environ.setdefault("KEEL_CACHE_DIR", tempfile.mkdtemp(prefix="keel-test-cache-"))
 os.environ.pop("KEEL_ALLOW_FALLBACK", None)
+# Equivalence tests must compare real runs; the cache tests turn caching on themselves.
+os.environ["KEEL_CACHE"] = "0"
 os.environ.pop("KEEL_ALLOW_DOWNLOADS", None)
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -89,7 +89,7 @@ def test_large_size_needs_downloads_enabled():
 
 def test_sha256_is_remembered_across_processes(smollm2_path):
     digest = model_sha256(smollm2_path)
-    memo = json.loads((settings().cache_dir / "model-digests.json").read_text())
+    memo = json.loads((settings().cache_dir / "file-memo.json").read_text())
     assert digest in memo.values()
     assert any(str(smollm2_path) in key for key in memo)
 

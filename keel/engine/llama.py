@@ -9,10 +9,12 @@ depends on how a request was scheduled.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
+import json
 import sys
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..config import settings
 from ..errors import GenerationError, InvalidParameterError, ModelLoadError
+from ..memo import remembered
 from .chat import render_chat
 
 CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
@@ -27,8 +30,10 @@ CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
 
 @dataclass(frozen=True)
 class ContextSettings:
+    """Everything about a context that can change logits. The thread count is not here:
+    it does not change results (tested), so outputs stay shareable across core counts."""
+
     n_ctx: int
-    n_threads: int
     n_batch: int = CHUNK
     n_ubatch: int = CHUNK
     flash_attn: bool = False
@@ -36,11 +41,14 @@ class ContextSettings:
     swa_full: bool = True
 
     def numerics(self) -> dict:
-        """The settings that can change logits. Thread count does not (tested), so it is
-        left out and results stay shareable between machines with different core counts."""
-        values = asdict(self)
-        del values["n_threads"]
-        return values
+        return {
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_ubatch": self.n_ubatch,
+            "flash_attn": self.flash_attn,
+            "kv_type": self.kv_type,
+            "swa_full": self.swa_full,
+        }
 
 
 @cache
@@ -66,20 +74,40 @@ def _log_callback(llama_cpp):
     return llama_cpp.llama_log_callback(forward)  # cached: C keeps the pointer
 
 
+_LIBRARIES = ("libllama.so", "libggml-base.so", "libggml-cpu.so")
+
+
+def _library_files() -> list[Path]:
+    """The shared objects whose build decides the numbers (found without importing them)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    return [lib / name for name in _LIBRARIES if (lib / name).exists()]
+
+
 @cache
 def build_info() -> dict:
-    """llama.cpp build identity: bindings version and the CPU feature line (AVX2, AVX-512 ...)."""
-    lib = _llama()
-    return {
-        "llama_cpp_python": lib.__version__,
-        "system_info": lib.llama_print_system_info().decode("utf-8", "replace").strip(),
-    }
+    """llama.cpp build identity: bindings version and the CPU feature line (AVX2, AVX-512 ...).
+
+    Remembered per library file version, so a fingerprint (and a cache lookup) never has to
+    import and initialise llama.cpp.
+    """
+
+    def probe() -> str:
+        lib = _llama()
+        return json.dumps(
+            {
+                "llama_cpp_python": lib.__version__,
+                "system_info": lib.llama_print_system_info().decode("utf-8", "replace").strip(),
+            }
+        )
+
+    return json.loads(remembered("llama.cpp build", _library_files(), probe))
 
 
 class LlamaEngine:
     """One loaded GGUF with one llama.cpp context. Not thread-safe: callers hold `lock`."""
 
-    def __init__(self, path: Path, context: ContextSettings) -> None:
+    def __init__(self, path: Path, context: ContextSettings, n_threads: int) -> None:
         lib = _llama()
         self._lib = lib
         self.path = path
@@ -99,8 +127,8 @@ class LlamaEngine:
         ctx_params.n_batch = context.n_batch
         ctx_params.n_ubatch = context.n_ubatch
         ctx_params.n_seq_max = 1
-        ctx_params.n_threads = context.n_threads
-        ctx_params.n_threads_batch = context.n_threads
+        ctx_params.n_threads = n_threads
+        ctx_params.n_threads_batch = n_threads
         ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx_params.type_k = lib.GGML_TYPE_F16
         ctx_params.type_v = lib.GGML_TYPE_F16

@@ -1,0 +1,136 @@
+"""A finished generation as data: stored by the cache, replayed as the same event stream.
+
+Pieces are kept per token, so replaying a hit through generate_iter or stream_generate
+yields exactly the pieces the original run yielded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .events import Fingerprint, GenerationResponse, GenerationResult
+from .sampling import TokenLogprob
+
+FORMAT = 1
+CACHEABLE = frozenset({"stop", "stop_string", "length"})
+
+
+@dataclass(frozen=True)
+class Record:
+    pieces: tuple[str, ...]
+    tokens: tuple[int, ...]
+    logprobs: tuple[dict, ...] | None
+    finish_reason: str
+    stop_string: str | None
+    prompt_tokens: int
+    prompt_truncated: bool
+    fingerprint: dict
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def logprobs_dict(self) -> dict | None:
+        return None if self.logprobs is None else {"content": list(self.logprobs)}
+
+    def to_json(self) -> bytes:
+        data = {
+            "format": FORMAT,
+            "pieces": self.pieces,
+            "tokens": self.tokens,
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+            "stop_string": self.stop_string,
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_truncated": self.prompt_truncated,
+            "fingerprint": self.fingerprint,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Record:
+        data = json.loads(raw)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown record format {data.get('format')!r}")
+        logprobs = data["logprobs"]
+        return cls(
+            pieces=tuple(data["pieces"]),
+            tokens=tuple(data["tokens"]),
+            logprobs=None if logprobs is None else tuple(logprobs),
+            finish_reason=data["finish_reason"],
+            stop_string=data["stop_string"],
+            prompt_tokens=data["prompt_tokens"],
+            prompt_truncated=data["prompt_truncated"],
+            fingerprint=data["fingerprint"],
+        )
+
+    def result(self) -> GenerationResult:
+        """The non-streaming view, without building the per-token events."""
+        return GenerationResult(
+            text=self.text,
+            tokens=self.tokens,
+            logprobs=None
+            if self.logprobs is None
+            else tuple(TokenLogprob.from_dict(entry) for entry in self.logprobs),
+            finish_reason=self.finish_reason,
+            stop_string=self.stop_string,
+            prompt_tokens=self.prompt_tokens,
+            prompt_truncated=self.prompt_truncated,
+            fallback=False,
+            fingerprint=Fingerprint.of(self.fingerprint),
+            cached=True,
+        )
+
+    def replay(self) -> Iterator[GenerationResponse]:
+        """The original events again, marked cached (speeds are 0: nothing was computed)."""
+        last = len(self.tokens) - 1
+        fingerprint = Fingerprint.of(self.fingerprint)
+        for index, (piece, token) in enumerate(zip(self.pieces, self.tokens, strict=True)):
+            final = index == last
+            yield GenerationResponse(
+                text=piece,
+                token=token,
+                logprobs=TokenLogprob.from_dict(self.logprobs[index]) if self.logprobs else None,
+                prompt_tokens=self.prompt_tokens,
+                prompt_tps=0.0,
+                generation_tokens=index + 1,
+                generation_tps=0.0,
+                peak_memory=0.0,
+                finish_reason=self.finish_reason if final else None,
+                stop_string=self.stop_string if final else None,
+                prompt_truncated=self.prompt_truncated,
+                cached=True,
+                fingerprint=fingerprint if final else None,
+            )
+
+
+def recording(events: Iterator[GenerationResponse], store) -> Iterator[GenerationResponse]:
+    """Pass events through; hand a Record to store() when a cacheable final event arrives,
+    before it is released, so a consumer that stops at the final event still caches it.
+
+    Cancelled, errored and stand-in (fallback) runs are never recorded.
+    """
+    pieces: list[str] = []
+    tokens: list[int] = []
+    logprobs: list[dict] = []
+    for event in events:
+        pieces.append(event.text)
+        tokens.append(event.token)
+        if event.logprobs is not None:
+            logprobs.append(event.logprobs.to_dict())
+        if event.finish_reason in CACHEABLE and not event.fallback:
+            store(
+                Record(
+                    pieces=tuple(pieces),
+                    tokens=tuple(tokens),
+                    logprobs=tuple(logprobs) if event.logprobs is not None else None,
+                    finish_reason=event.finish_reason,
+                    stop_string=event.stop_string,
+                    prompt_tokens=event.prompt_tokens,
+                    prompt_truncated=event.prompt_truncated,
+                    fingerprint=event.fingerprint.details,
+                )
+            )
+        yield event
