@@ -35,6 +35,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py
 	$(PY) bench/structured.py
+	$(PY) bench/cache.py
 
 clean:
 	rm -rf $(VENV)
