@@ -10,10 +10,9 @@ Usage: python bench/decode.py   (BENCH_REPEATS=N to change the repeat count)
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import numpy as np
+from common import baseline_llama, interleaved, rate_of
 from llama_cpp import Llama
 
 import keel
@@ -51,55 +50,28 @@ def bare_run(model: str) -> int:
     return NEW_TOKENS
 
 
-def timed(run) -> tuple[float, int]:
-    start = time.perf_counter()
-    produced = run()
-    return time.perf_counter() - start, produced
-
-
-def bench_model(model: str) -> list[tuple[str, float, int]]:
-    path = resolve_model(model).path
-    llm = Llama(
-        str(path),
-        n_ctx=2048,
-        n_batch=512,
-        n_ubatch=512,
-        n_threads=2,
-        n_threads_batch=2,
-        flash_attn=False,
-        swa_full=True,
-        verbose=False,
-    )
+def bench_model(model: str) -> list[tuple[str, float, float, int]]:
+    llm = baseline_llama(model)
     runs = {
-        "bare argmax loop": lambda: bare_run(model),
-        "keel generate T=0": lambda: keel_run(model, 0.0),
-        "llama-cpp-python Llama()": lambda: llama_cpp_run(llm),
-        "keel generate T=0.7": lambda: keel_run(model, 0.7),
+        "bare argmax loop": lambda: rate_of(lambda: bare_run(model)),
+        "keel generate T=0": lambda: rate_of(lambda: keel_run(model, 0.0)),
+        "llama-cpp-python Llama()": lambda: rate_of(lambda: llama_cpp_run(llm)),
+        "keel generate T=0.7": lambda: rate_of(lambda: keel_run(model, 0.7)),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    counts: dict[str, int] = {}
-    for run in runs.values():
-        run()  # warm-up
-    names = list(runs)
-    for repeat in range(REPEATS):
-        # rotate the order so no runner always follows the same neighbour
-        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-            run = runs[name]
-            elapsed, produced = timed(run)
-            times[name].append(elapsed / produced)
-            counts[name] = produced
-    return [(name, 1.0 / statistics.median(values), counts[name]) for name, values in times.items()]
+    return interleaved(runs, REPEATS)
 
 
 def main() -> None:
     os.environ["KEEL_THREADS"] = "2"  # keel reads its settings when it loads a model
-    print(f"{NEW_TOKENS} new tokens, 2 threads, median of {REPEATS} after warm-up")
+    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
+    print(
+        f"{NEW_TOKENS} new tokens, 2 threads, median of {REPEATS} after warm-up; "
+        "ratios are medians of same-round ratios"
+    )
     print(f"{'model':<14} {'runner':<26} {'tokens':>6} {'tok/s':>8} {'vs bare':>8}")
     for model in MODELS:
-        rows = bench_model(model)
-        bare = rows[0][1]
-        for name, rate, produced in rows:
-            print(f"{model:<14} {name:<26} {produced:>6} {rate:>8.1f} {rate / bare:>7.3f}x")
+        for name, rate, ratio, produced in bench_model(model):
+            print(f"{model:<14} {name:<26} {produced:>6} {rate:>8.1f} {ratio:>7.3f}x")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 
+from common import baseline_llama, interleaved
 from llama_cpp import Llama, LlamaGrammar
 
 import keel
@@ -87,45 +88,25 @@ def mask_time_per_token(model: str) -> float:
     return statistics.median(samples)
 
 
-def bench_model(model: str) -> list[tuple[str, float, int]]:
-    llm = Llama(
-        str(resolve_model(model).path),
-        n_ctx=2048,
-        n_batch=512,
-        n_ubatch=512,
-        n_threads=2,
-        n_threads_batch=2,
-        flash_attn=False,
-        swa_full=True,
-        verbose=False,
-    )
+def bench_model(model: str) -> list[tuple[str, float, float, int]]:
+    llm = baseline_llama(model)
     grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
     runs = {
         "keel unconstrained": lambda: keel_run(model, None),
         "keel JSON schema": lambda: keel_run(model, SCHEMA),
         "llama-cpp-python GBNF": lambda: gbnf_run(llm, grammar),
     }
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    counts: dict[str, int] = {}
-    for run in runs.values():
-        run()  # warm-up (also builds keel's tokenizer and grammar caches)
-    names = list(runs)
-    for repeat in range(REPEATS):
-        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-            rate, counts[name] = runs[name]()
-            rates[name].append(rate)
-    return [(name, statistics.median(values), counts[name]) for name, values in rates.items()]
+    return interleaved(runs, REPEATS)
 
 
 def main() -> None:
     os.environ["KEEL_THREADS"] = "2"
+    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
     print(f"greedy, max {MAX_TOKENS} tokens, 2 threads, median of {REPEATS} after warm-up")
     print(f"{'model':<14} {'runner':<24} {'tokens':>6} {'tok/s':>8} {'vs free':>8}")
     for model in MODELS:
-        rows = bench_model(model)
-        free = rows[0][1]
-        for name, rate, produced in rows:
-            print(f"{model:<14} {name:<24} {produced:>6} {rate:>8.1f} {rate / free:>7.3f}x")
+        for name, rate, ratio, produced in bench_model(model):
+            print(f"{model:<14} {name:<24} {produced:>6} {rate:>8.1f} {ratio:>7.3f}x")
         print(
             f"{model:<14} {'keel mask per token':<24} {'':>6} "
             f"{mask_time_per_token(model) * 1e6:>7.0f}us"

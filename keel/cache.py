@@ -172,12 +172,13 @@ class ResultCache:
             self._front.popitem(last=False)
 
     def _touch(self, key: str) -> None:
-        pending = self._pending.setdefault(key, [0, 0.0])
-        pending[0] += 1
-        pending[1] = time.time()
-        self._hits += 1
-        if len(self._pending) >= _FLUSH_EVERY:
-            self.flush()
+        with self._lock:
+            pending = self._pending.setdefault(key, [0, 0.0])
+            pending[0] += 1
+            pending[1] = time.time()
+            self._hits += 1
+            if len(self._pending) >= _FLUSH_EVERY:
+                self.flush()
 
     def recall(self, call: tuple) -> Record | None:
         """The in-memory fast path for a repeated call with identical arguments."""
