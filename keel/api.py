@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
 from . import loop, runtime
@@ -13,11 +12,12 @@ from .cache import cache_key, result_cache
 from .config import settings
 from .engine import fallback
 from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError
-from .events import GenerationResponse, GenerationResult, collect
+from .events import GenerationResponse, GenerationResult
 from .models import resolve_model
 from .params import DEFAULT_SEED, EOS_MARKER, make_params
-from .record import Record, recording
-from .structured import Constraint, build_constraint, open_session, validate_output
+from .record import Recorder
+from .stream import GenerationHandle
+from .structured import OutputValidator, build_constraint, open_session, validate_output
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
@@ -53,20 +53,10 @@ class StreamOptions(GenerationOptions, total=False):
     include_logprobs: bool
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A validated request: its events, constraint and cache key (when caching)."""
-
-    events: Iterator[GenerationResponse]
-    constraint: Constraint | None
-    key: str | None
-    record: Record | None = None  # the cache hit behind `events`, if any
-
-
-def _prepare(options: dict[str, Any]) -> _Prepared:
+def _prepare(options: dict[str, Any]) -> GenerationHandle:
     """Validate everything, compile any constraint and find the model now, so bad input
     fails at call time, before the caller starts iterating. A cache hit is replayed
-    without loading the model."""
+    without loading the model; otherwise the job goes to the model's worker."""
     if options.pop("unsafe_mode", False):
         raise NotImplementedError("unsafe_mode (remote backends) is not available yet")
     use_cache = options.pop("cache", True)
@@ -80,41 +70,34 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     if constraint is not None and not options.get("raw") and isinstance(prompt, str):
         prompt += constraint.prompt_hint
     params = make_params(prompt, constraint=constraint.key if constraint else "", **options)
+    checks = [OutputValidator(constraint)] if constraint else []
     try:
         identity = runtime.identify(resolve_model(**location))
     except ModelNotAvailableError:
         if constraint is not None or not settings().allow_fallback:
             raise  # stand-in text could never satisfy a constraint
-        return _Prepared(fallback.run(params, runtime.fallback_fingerprint(params)), None, None)
+        stand_in = fallback.run(params, runtime.fallback_fingerprint(params))
+        return GenerationHandle(stand_in, checks, params.logprobs, constraint=constraint)
     fingerprint = identity.fingerprint(params)
     cache = result_cache() if use_cache else None
     key = cache_key(fingerprint, params.prompt) if cache else None
     record = cache.get(key) if cache else None
     if record is not None:
-        return _Prepared(record.replay(), constraint, key, record)
-    loaded = runtime.load(identity)
-    session = open_session(loaded.engine, constraint) if constraint else None
-    events = _validated(loop.run(loaded.engine, params, fingerprint, session), constraint)
-    if cache:
-        events = recording(events, lambda done: cache.put(key, done))
-    return _Prepared(events, constraint, key)
-
-
-def _validated(events: Iterator[GenerationResponse], constraint: Constraint | None):
-    """Pass events through; check the whole output before the final event is released."""
-    if constraint is None:
-        return events
-    return _validating(events, constraint)
-
-
-def _validating(events: Iterator[GenerationResponse], constraint: Constraint):
-    text = []
-    with closing(events):
-        for event in events:
-            text.append(event.text)
-            if event.finish_reason not in (None, "error"):
-                validate_output(constraint, "".join(text), event.finish_reason)
-            yield event
+        source = record.replay()
+    else:
+        loaded = runtime.load(identity)
+        session = open_session(loaded.engine, constraint) if constraint else None
+        prompt_tokens = loop.prepare_prompt(loaded.engine, params)
+        source = loaded.worker.submit(
+            lambda cancelled, submitted: loop.run(
+                loaded.engine, prompt_tokens, params, fingerprint, session, cancelled, submitted
+            )
+        )
+        if cache:
+            checks.append(Recorder(lambda done: cache.put(key, done)))
+    return GenerationHandle(
+        source, checks, params.logprobs, constraint=constraint, cache_key=key, record=record
+    )
 
 
 def _result(
@@ -122,17 +105,15 @@ def _result(
 ) -> tuple[GenerationResult, Any, str | None]:
     """Run to completion; return the result, the parsed value under a constraint, and the
     cache key (None when not caching)."""
-    prepared = _prepare(options)
-    if prepared.record is not None:
-        prepared.events.close()
-        result = prepared.record.result()
+    handle = _prepare(options)
+    if handle.record is not None:
+        handle.close()
+        result = handle.record.result()
     else:
-        result = collect(prepared.events, with_logprobs=with_logprobs)
-    if result.finish_reason == "error":
-        raise GenerationError(result.error or "generation failed")
-    constraint = prepared.constraint
+        result = handle.result()
+    constraint = handle.constraint
     value = validate_output(constraint, result.text, result.finish_reason) if constraint else None
-    return result, value, prepared.key
+    return result, value, handle.cache_key
 
 
 def _call_key(options: dict[str, Any]) -> tuple | None:
@@ -198,7 +179,7 @@ def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[G
     fingerprint. An engine failure ends the stream with finish_reason="error"."""
     options = {"prompt": prompt, **options}
     options["logprobs"] = options.pop("include_logprobs", False)
-    return _prepare(options).events
+    return iter(_prepare(options))
 
 
 def generate_iter(

@@ -15,7 +15,7 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _positive_int(name: str, default: int) -> int:
+def positive_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -50,7 +50,7 @@ def _default_cache_dir() -> str:
 def thread_count() -> int:
     """llama.cpp threads: KEEL_THREADS, else the physical cores. Separate from settings()
     because counting cores is slow and only loading a model needs it."""
-    return _positive_int("KEEL_THREADS", 0) or _physical_cores()
+    return positive_int("KEEL_THREADS", 0) or _physical_cores()
 
 
 def settings() -> Settings:
@@ -58,7 +58,7 @@ def settings() -> Settings:
     cache_dir = os.environ.get("KEEL_CACHE_DIR") or _default_cache_dir()
     return Settings(
         cache_dir=Path(cache_dir),
-        n_ctx=_positive_int("KEEL_N_CTX", 2048),
+        n_ctx=positive_int("KEEL_N_CTX", 2048),
         allow_downloads=_flag("KEEL_ALLOW_DOWNLOADS"),
         allow_fallback=_flag("KEEL_ALLOW_FALLBACK"),
         verbose=_flag("KEEL_VERBOSE"),

@@ -39,3 +39,11 @@ class StructuredOutputError(KeelError):
     def __init__(self, message: str, partial_text: str = "") -> None:
         super().__init__(message)
         self.partial_text = partial_text
+
+
+class QueueFullError(KeelError):
+    """Too many requests are waiting for this model; try again after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

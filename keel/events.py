@@ -39,6 +39,7 @@ class GenerationResponse:
     generation_tokens: int
     generation_tps: float
     peak_memory: float
+    time_to_first_token: float = 0.0  # seconds from submission; 0 until the first token
     finish_reason: str | None = None
     stop_string: str | None = None
     prompt_truncated: bool = False
@@ -95,4 +96,21 @@ def collect(events, with_logprobs: bool) -> GenerationResult:
         fallback=last.fallback,
         fingerprint=last.fingerprint,
         error=last.error,
+    )
+
+
+def partial_result(events: list[GenerationResponse], reason: str) -> GenerationResult:
+    """What a consumer saw before it stopped: its text, tokens and logprobs."""
+    last = events[-1] if events else None
+    return GenerationResult(
+        text="".join(event.text for event in events),
+        tokens=tuple(event.token for event in events if event.token >= 0),
+        logprobs=tuple(e.logprobs for e in events if e.logprobs is not None) or None,
+        finish_reason=reason,
+        stop_string=None,
+        prompt_tokens=last.prompt_tokens if last else 0,
+        prompt_truncated=last.prompt_truncated if last else False,
+        fallback=last.fallback if last else False,
+        fingerprint=None,
+        cached=last.cached if last else False,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import resource
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from time import perf_counter
 
 from .detok import StopMatcher, Utf8Assembler
@@ -16,7 +17,7 @@ from .params import GenerationParams
 from .sampling import sample, token_logprob
 from .structured.session import ConstraintSession
 
-NO_TOKEN = -1  # token id of a final event that sampled nothing (an engine error)
+NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, engine error)
 
 
 def fit_context(
@@ -37,27 +38,49 @@ def _peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def run(
-    engine: LlamaEngine,
-    params: GenerationParams,
-    fingerprint: Fingerprint,
-    constraint: ConstraintSession | None = None,
-) -> Iterator[GenerationResponse]:
-    """Yield one event per sampled token; the last one has `finish_reason` set.
+@dataclass(frozen=True)
+class Prompt:
+    tokens: list[int]
+    truncated: bool
 
-    The engine is held while the generator runs, so an abandoned generator should be
-    closed (for-loops and the API adapters do this) to let other callers in.
-    """
+
+def prepare_prompt(engine: LlamaEngine, params: GenerationParams) -> Prompt:
+    """Template, tokenize and fit the prompt, in the caller's thread (so a truncation
+    warning points at the caller; tokenizing only reads the vocabulary)."""
     tokens = engine.prompt_tokens(params.prompt, raw=params.raw)
     tokens, truncated = fit_context(tokens, engine.n_ctx, params.max_new_tokens, engine.bos)
     if truncated:
         warnings.warn(
             f"prompt truncated to its last {len(tokens)} tokens to fit n_ctx={engine.n_ctx}",
             KeelWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+    return Prompt(tokens, truncated)
+
+
+def run(
+    engine: LlamaEngine,
+    prompt: Prompt,
+    params: GenerationParams,
+    fingerprint: Fingerprint,
+    constraint: ConstraintSession | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    submitted: float | None = None,
+) -> Iterator[GenerationResponse]:
+    """Yield one event per sampled token; the last one has `finish_reason` set.
+
+    `cancelled` is polled before every step; when it turns true the run ends with a
+    final "cancelled" event. Time to first token counts from `submitted` (default: now).
+    """
+    tokens, truncated = prompt.tokens, prompt.truncated
     n_prompt = len(tokens)
-    stats = {"prompt_tokens": n_prompt, "prompt_tps": 0.0, "generation_tps": 0.0}
+    started = perf_counter() if submitted is None else submitted
+    stats = {
+        "prompt_tokens": n_prompt,
+        "prompt_tps": 0.0,
+        "generation_tps": 0.0,
+        "time_to_first_token": 0.0,
+    }
 
     def event(text, token, logprob, step, finish=None, stop=None, error=None):
         return GenerationResponse(
@@ -74,19 +97,22 @@ def run(
             **stats,
         )
 
-    with engine.session():
-        started = perf_counter()
+    with engine.lock:
+        prefill_start = perf_counter()
         try:
             engine.prefill(tokens)
         except GenerationError as exc:
             yield event("", NO_TOKEN, None, 0, "error", error=str(exc))
             return
         decoding = perf_counter()
-        stats["prompt_tps"] = n_prompt / max(decoding - started, 1e-9)
+        stats["prompt_tps"] = n_prompt / max(decoding - prefill_start, 1e-9)
         utf8 = Utf8Assembler()
         stops = StopMatcher(params.stop_strings)
         position = n_prompt
         for step in range(params.max_new_tokens):
+            if cancelled():
+                yield event(stops.flush(), NO_TOKEN, None, step, "cancelled")
+                return
             logits = engine.logits()
             token = sample(constraint.restrict(logits) if constraint else logits, step, params)
             logprob = (
@@ -110,7 +136,10 @@ def run(
                 elif step + 1 == params.max_new_tokens or position >= engine.n_ctx:
                     text += stops.flush()
                     finish = "length"
-            stats["generation_tps"] = (step + 1) / max(perf_counter() - decoding, 1e-9)
+            now = perf_counter()
+            stats["generation_tps"] = (step + 1) / max(now - decoding, 1e-9)
+            if step == 0:
+                stats["time_to_first_token"] = now - started
             yield event(text, token, logprob, step + 1, finish, stop)
             if finish:
                 return

@@ -106,26 +106,30 @@ class Record:
             )
 
 
-def recording(events: Iterator[GenerationResponse], store) -> Iterator[GenerationResponse]:
-    """Pass events through; hand a Record to store() when a cacheable final event arrives,
-    before it is released, so a consumer that stops at the final event still caches it.
+class Recorder:
+    """Sees every event; hands a Record to store() when a cacheable final event arrives
+    (before it is released, so a consumer that stops at the final event still caches it).
 
     Cancelled, errored and stand-in (fallback) runs are never recorded.
     """
-    pieces: list[str] = []
-    tokens: list[int] = []
-    logprobs: list[dict] = []
-    for event in events:
-        pieces.append(event.text)
-        tokens.append(event.token)
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self._pieces: list[str] = []
+        self._tokens: list[int] = []
+        self._logprobs: list[dict] = []
+
+    def __call__(self, event: GenerationResponse) -> None:
+        self._pieces.append(event.text)
+        self._tokens.append(event.token)
         if event.logprobs is not None:
-            logprobs.append(event.logprobs.to_dict())
+            self._logprobs.append(event.logprobs.to_dict())
         if event.finish_reason in CACHEABLE and not event.fallback:
-            store(
+            self._store(
                 Record(
-                    pieces=tuple(pieces),
-                    tokens=tuple(tokens),
-                    logprobs=tuple(logprobs) if event.logprobs is not None else None,
+                    pieces=tuple(self._pieces),
+                    tokens=tuple(self._tokens),
+                    logprobs=tuple(self._logprobs) if event.logprobs is not None else None,
                     finish_reason=event.finish_reason,
                     stop_string=event.stop_string,
                     prompt_tokens=event.prompt_tokens,
@@ -133,4 +137,3 @@ def recording(events: Iterator[GenerationResponse], store) -> Iterator[Generatio
                     fingerprint=event.fingerprint.details,
                 )
             )
-        yield event

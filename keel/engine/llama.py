@@ -13,7 +13,6 @@ import importlib.util
 import json
 import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -105,7 +104,8 @@ def build_info() -> dict:
 
 
 class LlamaEngine:
-    """One loaded GGUF with one llama.cpp context. Not thread-safe: callers hold `lock`."""
+    """One loaded GGUF with one llama.cpp context. Not thread-safe: the model's worker
+    (keel.scheduler) is its only user during generation, holding `lock`."""
 
     def __init__(self, path: Path, context: ContextSettings, n_threads: int) -> None:
         lib = _llama()
@@ -113,7 +113,6 @@ class LlamaEngine:
         self.path = path
         self.context = context
         self.lock = threading.Lock()
-        self._owner: int | None = None
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
@@ -160,23 +159,6 @@ class LlamaEngine:
 
     def __del__(self) -> None:
         self.close()
-
-    @contextmanager
-    def session(self):
-        """Exclusive use of the context for one generation. A second generation opened
-        from the thread that already holds it would wait forever, so it fails instead."""
-        me = threading.get_ident()
-        if self._owner == me:
-            raise GenerationError(
-                f"a generation with {self.path.name} is still open in this thread; "
-                "finish or close it before starting another"
-            )
-        with self.lock:
-            self._owner = me
-            try:
-                yield
-            finally:
-                self._owner = None
 
     # -- text <-> tokens ---------------------------------------------------------------
 

@@ -3,11 +3,12 @@ enforced token by token with llguidance masks and validated before they are retu
 
 from .constraint import Constraint, build_constraint
 from .session import ConstraintSession, open_session
-from .validate import validate_output
+from .validate import OutputValidator, validate_output
 
 __all__ = [
     "Constraint",
     "ConstraintSession",
+    "OutputValidator",
     "build_constraint",
     "open_session",
     "validate_output",
