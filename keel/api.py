@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from typing import Any, TypedDict, Unpack
 
@@ -204,18 +205,23 @@ def generate_iter(
     return _pieces(events, include_logprobs)
 
 
+def piece_of(event: GenerationResponse, include_logprobs: bool):
+    """What generate_iter yields for one event (None: nothing); raises on an error event."""
+    if event.finish_reason == "error":
+        raise GenerationError(event.error or "generation failed")
+    if include_logprobs:
+        if event.token >= 0 or event.text:
+            return event.text, event.logprobs.to_dict() if event.logprobs else None
+        return None
+    return event.text or None
+
+
 def _pieces(events: Iterator[GenerationResponse], include_logprobs: bool):
     with closing(events):
         for event in events:
-            if event.finish_reason == "error":
-                raise GenerationError(event.error or "generation failed")
-            if include_logprobs:
-                if event.token >= 0:
-                    yield event.text, event.logprobs.to_dict() if event.logprobs else None
-                elif event.text:
-                    yield event.text, None
-            elif event.text:
-                yield event.text
+            piece = piece_of(event, include_logprobs)
+            if piece is not None:
+                yield piece
 
 
 def generate_json(prompt: str, schema: Any, **options: Unpack[GenerationOptions]) -> Any:
@@ -234,6 +240,68 @@ def generate_choice(
 ) -> str:
     """Exactly one of the choices."""
     return _result({"prompt": prompt, "choices": choices, **options}, with_logprobs=False)[1]
+
+
+def start_generation(prompt: str, **options: Unpack[StreamOptions]) -> GenerationHandle:
+    """Start a generation and return its handle: iterate it (or `async for`) for events,
+    `cancel()` it, and `result()` / `await aresult()` for the outcome once the model is
+    free again. Use it as a context manager to cancel on early exit."""
+    options = {"prompt": prompt, **options}
+    options["logprobs"] = options.pop("include_logprobs", False)
+    return _prepare(options)
+
+
+def _wants_event(callback: Callable) -> bool:
+    """Callbacks may take (piece) or (piece, event): two required positional parameters
+    (or *args) get the event too."""
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def generate_streaming(
+    prompt: str,
+    callback: Callable[..., bool | None],
+    **options: Unpack[StreamOptions],
+) -> GenerationResult:
+    """Call callback(piece) or callback(piece, event) for every sampled token; returning
+    False stops generation, and the result then has finish_reason="cancelled" and exactly
+    the text of the pieces delivered so far."""
+    if not callable(callback):
+        raise InvalidParameterError(f"callback must be callable, got {callback!r}")
+    with_event = _wants_event(callback)
+    with start_generation(prompt, **options) as handle:
+        for event in handle:
+            keep_going = callback(event.text, event) if with_event else callback(event.text)
+            if keep_going is False and event.finish_reason is None:
+                handle.cancel()
+                break
+        return handle.result()
+
+
+def stream_tokens(
+    prompt: str, **options: Unpack[StreamOptions]
+) -> Iterator[int | GenerationResponse]:
+    """Token ids as they are sampled, then the final GenerationResponse (finish reason and
+    stats) as the last item, for token-level consumers."""
+    handle = start_generation(prompt, **options)
+
+    def tokens():
+        with handle:
+            for event in handle:
+                if event.token >= 0:
+                    yield event.token
+                if event.finish_reason is not None:
+                    yield event
+
+    return tokens()
 
 
 def preload_models(

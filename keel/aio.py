@@ -1,0 +1,43 @@
+"""asyncio surfaces. Model work runs on the model's worker thread and preparation (which
+may load a model) on a helper thread, so the event loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Unpack
+
+from .api import GenerationOptions, StreamOptions, piece_of, start_generation
+from .events import GenerationResponse
+
+
+async def astream_generate(
+    prompt: str, **options: Unpack[StreamOptions]
+) -> AsyncIterator[GenerationResponse]:
+    """Async iterator of GenerationResponse events (see stream_generate)."""
+    handle = await asyncio.to_thread(start_generation, prompt, **options)
+    with handle:
+        async for event in handle:
+            yield event
+
+
+async def agenerate_iter(
+    prompt: str, include_logprobs: bool = False, **options: Unpack[GenerationOptions]
+) -> AsyncIterator[Any]:
+    """Async text pieces (see generate_iter); joined, they equal agenerate()."""
+    async for event in astream_generate(prompt, include_logprobs=include_logprobs, **options):
+        piece = piece_of(event, include_logprobs)
+        if piece is not None:
+            yield piece
+
+
+async def agenerate(
+    prompt: str, return_logprobs: bool = False, **options: Unpack[GenerationOptions]
+) -> str | tuple[str, dict | None]:
+    """Async generate(): the same text, without blocking the event loop."""
+    handle = await asyncio.to_thread(
+        start_generation, prompt, include_logprobs=return_logprobs, **options
+    )
+    with handle:
+        result = await handle.aresult()  # structured output was validated on the way
+    return (result.text, result.logprobs_dict()) if return_logprobs else result.text
