@@ -40,6 +40,7 @@ class GenerationResponse:
     generation_tps: float
     peak_memory: float
     time_to_first_token: float = 0.0  # seconds from submission; 0 until the first token
+    prompt_reused: int = 0  # prompt tokens whose KV was reused from an earlier prefill
     finish_reason: str | None = None
     stop_string: str | None = None
     prompt_truncated: bool = False

@@ -80,6 +80,7 @@ def run(
         "prompt_tps": 0.0,
         "generation_tps": 0.0,
         "time_to_first_token": 0.0,
+        "prompt_reused": 0,
     }
 
     def event(text, token, logprob, step, finish=None, stop=None, error=None):
@@ -100,7 +101,7 @@ def run(
     with engine.lock:
         prefill_start = perf_counter()
         try:
-            engine.prefill(tokens)
+            stats["prompt_reused"] = engine.prefill(tokens)
         except GenerationError as exc:
             yield event("", NO_TOKEN, None, 0, "error", error=str(exc))
             return

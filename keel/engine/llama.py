@@ -147,6 +147,9 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
+        self._prefilled: list[int] = []  # prompt tokens whose KV came from whole-chunk prefill
+        # None until proven on the first chance to reuse; then True or False for good
+        self.prefix_reuse: bool | None = None
         template = lib.llama_model_chat_template(self._model, None)
         self.chat_template: str | None = template.decode("utf-8") if template else None
 
@@ -239,6 +242,7 @@ class LlamaEngine:
 
     def reset(self) -> None:
         self._lib.llama_memory_clear(self._memory, True)
+        self._prefilled = []
 
     def _decode(self, tokens: list[int], start: int, want_logits: bool) -> None:
         batch = self._batch
@@ -255,13 +259,64 @@ class LlamaEngine:
         if status != 0:
             raise GenerationError(f"llama_decode failed with status {status} at position {start}")
 
-    def prefill(self, tokens: list[int]) -> None:
-        """Feed the prompt from position 0 in fixed CHUNK-sized, aligned pieces."""
-        self.reset()
+    def _reusable_chunks(self, tokens: list[int]) -> int:
+        """Leading whole CHUNKs of `tokens` that the last prefill left in the KV cache.
+
+        Only whole chunks decoded by prefill count (generated tokens were decoded one by
+        one, so their numerics differ), and the chunk holding the last prompt token is
+        always decoded again because its logits are needed.
+        """
+        limit = (len(tokens) - 1) // CHUNK
+        count = 0
+        while count < limit:
+            span = slice(count * CHUNK, (count + 1) * CHUNK)
+            if tokens[span] != self._prefilled[span]:
+                break
+            count += 1
+        return count
+
+    def _prefill_from(self, tokens: list[int], first_chunk: int) -> None:
+        if first_chunk == 0 or not self._lib.llama_memory_seq_rm(
+            self._memory, 0, first_chunk * CHUNK, -1
+        ):
+            first_chunk = 0
+            self.reset()
+        self._prefilled = []
         last = len(tokens)
-        for start in range(0, last, CHUNK):
-            chunk = tokens[start : start + CHUNK]
-            self._decode(chunk, start, want_logits=start + CHUNK >= last)
+        for start in range(first_chunk * CHUNK, last, CHUNK):
+            self._decode(tokens[start : start + CHUNK], start, want_logits=start + CHUNK >= last)
+        self._prefilled = tokens[: (last // CHUNK) * CHUNK]
+
+    def _prove_reuse(self, tokens: list[int], chunks: int) -> bool:
+        """Warm prefill must equal cold prefill bit for bit: compare the last logits of a
+        cold run with a warm one made after a generated token polluted the cache."""
+        self._prefill_from(tokens, 0)
+        cold = self.logits().copy()
+        self.step(int(np.argmax(cold)), len(tokens))
+        self._prefill_from(tokens, chunks)
+        return bool(np.array_equal(cold, self.logits()))
+
+    def prefill(self, tokens: list[int]) -> int:
+        """Feed the prompt from position 0 in fixed CHUNK-sized, aligned pieces, reusing
+        whole chunks already in the cache once this model and build have proven that a
+        warm prefill equals a cold one. Returns how many prompt tokens were reused."""
+        chunks = self._reusable_chunks(tokens) if self.prefix_reuse is not False else 0
+        if chunks and self.prefix_reuse is None:
+            self.prefix_reuse = (
+                remembered(
+                    "prefix reuse proof",
+                    [self.path, *_library_files()],
+                    lambda: "equal" if self._prove_reuse(tokens, chunks) else "differs",
+                )
+                == "equal"
+            )
+            chunks = chunks if self.prefix_reuse else 0
+        try:
+            self._prefill_from(tokens, chunks)
+        except GenerationError:
+            self._prefilled = []
+            raise
+        return chunks * CHUNK
 
     def step(self, token: int, position: int) -> None:
         """Decode one generated token at its position."""

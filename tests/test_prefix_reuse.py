@@ -1,0 +1,47 @@
+"""Prefix (KV) reuse must be invisible: a warm prefill equals a cold one, bit for bit."""
+
+import pytest
+
+import keel
+from keel.models import resolve_model
+from keel.runtime import load_location
+
+SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
+
+
+def _prompt(engine, chunks: int, tail: str) -> str:
+    """Raw text whose tokens fill `chunks` whole 512-token chunks, then `tail`."""
+    text = SENTENCE * (chunks * 512 // 10)
+    while len(engine.prompt_tokens(text, raw=True)) > chunks * 512:
+        text = text[: len(text) - len(SENTENCE)]
+    while len(engine.prompt_tokens(text, raw=True)) < chunks * 512:
+        text += "a "
+    assert len(engine.prompt_tokens(text, raw=True)) >= chunks * 512
+    return text + tail
+
+
+def _run(prompt, model):
+    events = list(
+        keel.stream_generate(prompt, model=model, raw=True, max_new_tokens=4, include_logprobs=True)
+    )
+    return events, [(e.token, e.logprobs) for e in events]
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3])
+def test_warm_prefill_equals_cold(model_name, chunks):
+    engine = load_location(resolve_model(model_name)).engine
+    prompt = _prompt(engine, chunks, " Question: what did the keeper see?")
+    other = _prompt(engine, chunks, " Question: who built the tower?")
+    engine.prefix_reuse = False
+    _, cold = _run(prompt, model_name)
+    engine.prefix_reuse = None  # back to the proven (and remembered) setting
+    _run(other, model_name)  # fills the cache with the shared chunks and another tail
+    events, warm = _run(prompt, model_name)
+    assert engine.prefix_reuse is True
+    assert events[-1].prompt_reused == chunks * 512
+    assert warm == cold
+
+
+def test_short_prompts_reuse_nothing():
+    events = list(keel.stream_generate("Hello", max_new_tokens=2))
+    assert events[-1].prompt_reused == 0
