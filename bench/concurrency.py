@@ -1,0 +1,97 @@
+"""Throughput under concurrent load and prefix reuse, both models, in one run.
+
+1. Aggregate decode tokens/s for 1, 4 and 8 concurrent requests (threads) against the same
+   requests run one after another. Requests are served by the model's single worker, one
+   at a time (continuous batching is not built yet), so the ratio shows the scheduler's
+   overhead rather than a speed-up.
+2. Prefill time of a ~1,500-token prompt cold vs. with a warm 1,024-token prefix (two
+   whole chunks reused), median of REPEATS.
+
+Usage: python bench/concurrency.py   (BENCH_REPEATS=N)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import keel
+from keel.models import resolve_model
+from keel.runtime import load_location
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+MODELS = ["smollm2-135m", "gemma3-270m"]
+PROMPT = "Write a short story about a lighthouse."
+NEW_TOKENS = 32
+SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
+
+
+def request(model: str, index: int) -> int:
+    events = keel.stream_generate(
+        PROMPT, model=model, max_new_tokens=NEW_TOKENS, seed=index, temperature=0.7
+    )
+    return sum(1 for _ in events)
+
+
+def throughput(model: str, concurrency: int) -> tuple[float, float]:
+    """(serial tokens/s, concurrent tokens/s) for `concurrency` requests."""
+    start = time.perf_counter()
+    serial_tokens = sum(request(model, i) for i in range(concurrency))
+    serial = serial_tokens / (time.perf_counter() - start)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        concurrent_tokens = sum(pool.map(lambda i: request(model, i), range(concurrency)))
+    return serial, concurrent_tokens / (time.perf_counter() - start)
+
+
+def long_prompt(model: str, tail: str) -> str:
+    engine = load_location(resolve_model(model)).engine
+    text = SENTENCE * 80
+    while len(engine.prompt_tokens(text, raw=True)) < 1024:
+        text += SENTENCE
+    while len(engine.prompt_tokens(text, raw=True)) > 1024:
+        text = text[:-1]
+    while len(engine.prompt_tokens(text + tail, raw=True)) < 1500:
+        tail += " and then the keeper wrote in the log"
+    return text + tail
+
+
+def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
+    engine = load_location(resolve_model(model)).engine
+    if not warm:
+        engine.reset()
+    events = list(keel.stream_generate(prompt, model=model, raw=True, max_new_tokens=1))
+    assert (events[-1].prompt_reused > 0) == warm, events[-1].prompt_reused
+    return events[-1].prompt_tokens / events[-1].prompt_tps
+
+
+def main() -> None:
+    os.environ["KEEL_THREADS"] = "2"
+    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
+    print(f"{NEW_TOKENS} new tokens per request, T=0.7, 2 threads")
+    print(f"{'model':<14} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} {'ratio':>7}")
+    for model in MODELS:
+        request(model, 0)  # load and warm up
+        for concurrency in (1, 4, 8):
+            serial, concurrent = throughput(model, concurrency)
+            print(
+                f"{model:<14} {concurrency:>8} {serial:>13.1f} {concurrent:>11.1f} "
+                f"{concurrent / serial:>6.2f}x"
+            )
+    print(f"\nprefill of a ~1,500-token prompt, median of {REPEATS}")
+    print(f"{'model':<14} {'cold s':>8} {'warm s':>8} {'speed-up':>9}")
+    for model in MODELS:
+        first = long_prompt(model, " First question: what did the keeper see")
+        second = long_prompt(model, " Second question: who built the tower")
+        cold, warm = [], []
+        for _ in range(REPEATS):
+            cold.append(prefill_seconds(model, first, warm=False))
+            warm.append(prefill_seconds(model, second, warm=True))
+        c, w = statistics.median(cold), statistics.median(warm)
+        print(f"{model:<14} {c:>8.2f} {w:>8.2f} {c / w:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
