@@ -16,7 +16,7 @@ from .engine.llama import ContextSettings, LlamaEngine, build_info
 from .events import Fingerprint
 from .models import ModelLocation, model_sha256
 from .params import GenerationParams
-from .scheduler import Worker, queue_depth
+from .scheduler import Worker
 
 KEEL_VERSION = version("keel-text")
 
@@ -79,7 +79,7 @@ def load(identity: ModelIdentity) -> LoadedModel:
         loaded = _loaded.get(key)
         if loaded is None:
             engine = LlamaEngine(identity.path, identity.context, n_threads)
-            loaded = LoadedModel(identity, engine, Worker(identity.name, queue_depth()))
+            loaded = LoadedModel(identity, engine, Worker(identity.name))
             with _registry_lock:
                 _loaded[key] = loaded
     return loaded

@@ -98,22 +98,25 @@ class Job:
 
 
 class Worker:
-    def __init__(self, name: str, depth: int) -> None:
-        self.depth = depth
-        self._queue: queue.Queue[Job] = queue.Queue(maxsize=depth)
+    def __init__(self, name: str) -> None:
+        self._queue: queue.Queue[Job] = queue.Queue()
+        self._submit_lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
         self._thread.start()
 
     def submit(self, produce: Produce) -> Job:
-        job = Job(produce)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(
-                f"{self.depth} requests are already waiting for this model; retry shortly "
-                "(KEEL_QUEUE_DEPTH raises the limit)",
-                retry_after=1.0,
-            ) from None
+        """Queue a job, unless KEEL_QUEUE_DEPTH jobs already wait (read now, so a change
+        applies to models that are already loaded)."""
+        depth = queue_depth()
+        with self._submit_lock:
+            if self._queue.qsize() >= depth:
+                raise QueueFullError(
+                    f"{depth} requests are already waiting for this model; retry shortly "
+                    "(KEEL_QUEUE_DEPTH raises the limit)",
+                    retry_after=1.0,
+                )
+            job = Job(produce)
+            self._queue.put(job)
         return job
 
     @property
@@ -124,6 +127,8 @@ class Worker:
         while True:
             job = self._queue.get()
             try:
+                if job.cancelled.is_set():
+                    continue  # cancelled while waiting: not even a prefill
                 for event in job.produce(job.cancelled.is_set, job.submitted):
                     job.channel.put(event)
             except BaseException as exc:  # handed to the consumer, who re-raises it

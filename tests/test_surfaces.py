@@ -55,7 +55,6 @@ def test_breaking_out_of_a_loop_cancels_the_job():
 
 def test_queue_full_is_a_typed_error_with_a_retry_hint(monkeypatch):
     monkeypatch.setenv("KEEL_QUEUE_DEPTH", "1")
-    monkeypatch.setenv("KEEL_THREADS", "1")  # a separate engine, so a fresh worker and queue
     running = keel.start_generation(PROMPT, max_new_tokens=300)
     next(iter(running))  # the worker is busy with it
     waiting = keel.start_generation(PROMPT, max_new_tokens=300, seed=1)
