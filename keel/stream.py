@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from contextlib import closing
 
 from .errors import GenerationError
 from .events import GenerationResponse, GenerationResult, collect, partial_result
@@ -54,30 +55,24 @@ class GenerationHandle:
 
     def __iter__(self) -> Iterator[GenerationResponse]:
         source = self._job.events() if self._job else self._iterator
-        try:
+        with closing(self):  # a consumer that stops early cancels the generation
             for event in source:
                 if self._cancelled and self._job is None:
                     break
                 yield self._accept(event)
                 if self._finished:
                     return
-        finally:
-            if not self._finished:
-                self.cancel()
 
     async def __aiter__(self):
-        if self._job is None:
+        if self._job is None:  # a replay or stand-in: nothing to wait for
             for event in self:
                 yield event
             return
-        try:
+        with closing(self):
             async for event in self._job.aevents():
                 yield self._accept(event)
                 if self._finished:
                     return
-        finally:
-            if not self._finished:
-                self.cancel()
 
     # -- control ----------------------------------------------------------------------
 
