@@ -121,7 +121,8 @@ def _call_key(options: dict[str, Any]) -> tuple | None:
     """A hashable form of a generate() call, for the in-memory fast path; None when the
     arguments are not hashable (e.g. a schema dict) and the full path is taken."""
     try:
-        call = (os.environ.get("KEEL_N_CTX"), *options.values())
+        values = (tuple(v) if isinstance(v, list) else v for v in options.values())
+        call = (os.environ.get("KEEL_N_CTX"), *values)
         hash(call)
     except TypeError:
         return None

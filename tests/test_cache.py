@@ -228,3 +228,13 @@ def test_cache_cli(cache_dir, tmp_path):
     env["KEEL_CACHE"] = "0"
     off = run("cache", "stats")
     assert off.returncode != 0 and "disabled" in off.stderr
+
+
+def test_repeated_calls_with_list_arguments_use_the_fast_path(cache_dir):
+    kwargs = dict(max_new_tokens=6, stop=["zzz"], choices=None)
+    first = keel.generate(PROMPT, **kwargs)
+    cache = result_cache()
+    hits_before = cache._hits
+    assert keel.generate(PROMPT, **kwargs) == first
+    assert cache._hits == hits_before + 1
+    assert cache._calls  # the call was remembered by its arguments (lists made hashable)
