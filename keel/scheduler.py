@@ -119,10 +119,6 @@ class Worker:
             self._queue.put(job)
         return job
 
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
     def _serve(self) -> None:
         while True:
             job = self._queue.get()

@@ -84,10 +84,6 @@ class GenerationHandle:
         elif self._iterator is not None and hasattr(self._iterator, "close"):
             self._iterator.close()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
     def _outcome(self) -> GenerationResult:
         if self._finished:
             result = collect(self._seen, with_logprobs=self._with_logprobs)

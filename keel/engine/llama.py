@@ -311,25 +311,12 @@ class LlamaEngine:
                 == "equal"
             )
             chunks = chunks if self.prefix_reuse else 0
-        try:
-            self._prefill_from(tokens, chunks)
-        except GenerationError:
-            self._prefilled = []
-            raise
+        self._prefill_from(tokens, chunks)  # a failed decode leaves nothing marked reusable
         return chunks * CHUNK
 
     def step(self, token: int, position: int) -> None:
         """Decode one generated token at its position."""
-        batch = self._batch
-        batch.n_tokens = 1
-        batch.token[0] = token
-        batch.pos[0] = position
-        batch.n_seq_id[0] = 1
-        batch.seq_id[0][0] = 0
-        batch.logits[0] = True
-        status = self._lib.llama_decode(self._ctx, batch)
-        if status != 0:
-            raise GenerationError(f"llama_decode failed with status {status} at {position}")
+        self._decode([token], position, want_logits=True)
 
     def logits(self) -> np.ndarray:
         """Zero-copy view of the last output row; valid until the next decode."""
