@@ -71,47 +71,27 @@ class GenerationResult:
         return {"content": [entry.to_dict() for entry in self.logprobs]}
 
 
-def collect(events, with_logprobs: bool) -> GenerationResult:
-    """Fold an event stream into its result (the non-streaming view of the same run)."""
-    pieces: list[str] = []
-    tokens: list[int] = []
-    logprobs: list[TokenLogprob] = []
-    last = None
-    for event in events:
-        pieces.append(event.text)
-        if event.token >= 0:
-            tokens.append(event.token)
-        if event.logprobs is not None:
-            logprobs.append(event.logprobs)
-        last = event
-    if last is None or last.finish_reason is None:
-        raise RuntimeError("event stream ended without a final event")
-    return GenerationResult(
-        text="".join(pieces),
-        tokens=tuple(tokens),
-        logprobs=tuple(logprobs) if with_logprobs else None,
-        finish_reason=last.finish_reason,
-        stop_string=last.stop_string,
-        prompt_tokens=last.prompt_tokens,
-        prompt_truncated=last.prompt_truncated,
-        fallback=last.fallback,
-        fingerprint=last.fingerprint,
-        error=last.error,
-    )
-
-
-def partial_result(events: list[GenerationResponse], reason: str) -> GenerationResult:
-    """What a consumer saw before it stopped: its text, tokens and logprobs."""
+def collect(
+    events: list[GenerationResponse], with_logprobs: bool, stopped_early: bool = False
+) -> GenerationResult:
+    """Fold events into their result (the non-streaming view of the same run). With
+    stopped_early the consumer cancelled: the result is what it saw, reason "cancelled"."""
     last = events[-1] if events else None
+    if not stopped_early and (last is None or last.finish_reason is None):
+        raise RuntimeError("event stream ended without a final event")
+    final = last if not stopped_early else None
     return GenerationResult(
         text="".join(event.text for event in events),
         tokens=tuple(event.token for event in events if event.token >= 0),
-        logprobs=tuple(e.logprobs for e in events if e.logprobs is not None) or None,
-        finish_reason=reason,
-        stop_string=None,
+        logprobs=tuple(e.logprobs for e in events if e.logprobs is not None)
+        if with_logprobs
+        else None,
+        finish_reason=final.finish_reason if final else "cancelled",
+        stop_string=final.stop_string if final else None,
         prompt_tokens=last.prompt_tokens if last else 0,
         prompt_truncated=last.prompt_truncated if last else False,
         fallback=last.fallback if last else False,
-        fingerprint=None,
+        fingerprint=final.fingerprint if final else None,
+        error=final.error if final else None,
         cached=last.cached if last else False,
     )

@@ -50,6 +50,22 @@ class Record:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
+    def from_events(cls, events: list[GenerationResponse]) -> Record:
+        final = events[-1]
+        return cls(
+            pieces=tuple(event.text for event in events),
+            tokens=tuple(event.token for event in events),
+            logprobs=tuple(e.logprobs.to_dict() for e in events)
+            if final.logprobs is not None
+            else None,
+            finish_reason=final.finish_reason,
+            stop_string=final.stop_string,
+            prompt_tokens=final.prompt_tokens,
+            prompt_truncated=final.prompt_truncated,
+            fingerprint=final.fingerprint.details,
+        )
+
+    @classmethod
     def from_json(cls, raw: bytes) -> Record:
         data = json.loads(raw)
         if data.get("format") != FORMAT:
@@ -107,33 +123,14 @@ class Record:
 
 
 class Recorder:
-    """Sees every event; hands a Record to store() when a cacheable final event arrives
-    (before it is released, so a consumer that stops at the final event still caches it).
-
-    Cancelled, errored and stand-in (fallback) runs are never recorded.
-    """
+    """A GenerationHandle check: hands a Record to store() when a cacheable final event
+    arrives (before it is released, so a consumer that stops at the final event still
+    caches it). Cancelled, errored and stand-in (fallback) runs are never recorded."""
 
     def __init__(self, store) -> None:
         self._store = store
-        self._pieces: list[str] = []
-        self._tokens: list[int] = []
-        self._logprobs: list[dict] = []
 
-    def __call__(self, event: GenerationResponse) -> None:
-        self._pieces.append(event.text)
-        self._tokens.append(event.token)
-        if event.logprobs is not None:
-            self._logprobs.append(event.logprobs.to_dict())
-        if event.finish_reason in CACHEABLE and not event.fallback:
-            self._store(
-                Record(
-                    pieces=tuple(self._pieces),
-                    tokens=tuple(self._tokens),
-                    logprobs=tuple(self._logprobs) if event.logprobs is not None else None,
-                    finish_reason=event.finish_reason,
-                    stop_string=event.stop_string,
-                    prompt_tokens=event.prompt_tokens,
-                    prompt_truncated=event.prompt_truncated,
-                    fingerprint=event.fingerprint.details,
-                )
-            )
+    def __call__(self, events: list[GenerationResponse]) -> None:
+        final = events[-1]
+        if final.finish_reason in CACHEABLE and not final.fallback:
+            self._store(Record.from_events(events))

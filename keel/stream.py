@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 
 from .errors import GenerationError
-from .events import GenerationResponse, GenerationResult, collect, partial_result
+from .events import GenerationResponse, GenerationResult, collect
 from .record import Record
 from .scheduler import Job
 from .structured import Constraint
 
-Check = Callable[[GenerationResponse], None]
+# Called with every event seen so far (the newest last) before that event is released.
+Check = Callable[[list[GenerationResponse]], None]
 
 
 class GenerationHandle:
@@ -46,9 +47,9 @@ class GenerationHandle:
     # -- consuming --------------------------------------------------------------------
 
     def _accept(self, event: GenerationResponse) -> GenerationResponse:
-        for check in self._checks:
-            check(event)
         self._seen.append(event)
+        for check in self._checks:
+            check(self._seen)
         if event.finish_reason is not None:
             self._finished = True
         return event
@@ -90,7 +91,7 @@ class GenerationHandle:
             if result.finish_reason == "error":
                 raise GenerationError(result.error or "generation failed")
             return result
-        return partial_result(self._seen, "cancelled")
+        return collect(self._seen, self._with_logprobs, stopped_early=True)
 
     def result(self) -> GenerationResult:
         """Run to the end (or, once cancelled, wait until the model is free) and return

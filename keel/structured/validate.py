@@ -57,14 +57,13 @@ def validate_output(constraint: Constraint, text: str, finish_reason: str) -> An
 
 
 class OutputValidator:
-    """Sees every event; raises StructuredOutputError at the final event if the whole
-    output is invalid, so an invalid final event is never released."""
+    """A GenerationHandle check: raises StructuredOutputError at the final event if the
+    whole output is invalid, so an invalid final event is never released."""
 
     def __init__(self, constraint: Constraint) -> None:
         self._constraint = constraint
-        self._text: list[str] = []
 
-    def __call__(self, event) -> None:
-        self._text.append(event.text)
-        if event.finish_reason not in (None, "error", "cancelled"):
-            validate_output(self._constraint, "".join(self._text), event.finish_reason)
+    def __call__(self, events) -> None:
+        reason = events[-1].finish_reason
+        if reason not in (None, "error", "cancelled"):
+            validate_output(self._constraint, "".join(e.text for e in events), reason)
