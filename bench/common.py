@@ -3,6 +3,7 @@ and interleaved timing with medians."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -12,6 +13,13 @@ from llama_cpp import Llama
 from keel.models import resolve_model
 
 Run = Callable[[], tuple[float, int]]  # returns (tokens per second, tokens produced)
+
+
+def generation_environment() -> None:
+    """What every generation benchmark runs with: 2 threads (keel reads its settings when it
+    loads a model) and no result cache, so generation is measured, not cache hits."""
+    os.environ["KEEL_THREADS"] = "2"
+    os.environ["KEEL_CACHE"] = "0"
 
 
 def baseline_llama(model: str, n_threads: int = 2) -> Llama:

@@ -17,6 +17,8 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from common import generation_environment
+
 import keel
 from keel.models import resolve_model
 from keel.runtime import load_location
@@ -68,8 +70,7 @@ def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
 
 
 def main() -> None:
-    os.environ["KEEL_THREADS"] = "2"
-    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
+    generation_environment()
     print(f"{NEW_TOKENS} new tokens per request, T=0.7, 2 threads")
     print(f"{'model':<14} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} {'ratio':>7}")
     for model in MODELS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from common import baseline_llama, interleaved, rate_of
+from common import baseline_llama, generation_environment, interleaved, rate_of
 from llama_cpp import Llama
 
 import keel
@@ -62,8 +62,7 @@ def bench_model(model: str) -> list[tuple[str, float, float, int]]:
 
 
 def main() -> None:
-    os.environ["KEEL_THREADS"] = "2"  # keel reads its settings when it loads a model
-    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
+    generation_environment()
     print(
         f"{NEW_TOKENS} new tokens, 2 threads, median of {REPEATS} after warm-up; "
         "ratios are medians of same-round ratios"

@@ -16,7 +16,7 @@ import os
 import statistics
 import time
 
-from common import baseline_llama, interleaved
+from common import baseline_llama, generation_environment, interleaved
 from llama_cpp import Llama, LlamaGrammar
 
 import keel
@@ -100,8 +100,7 @@ def bench_model(model: str) -> list[tuple[str, float, float, int]]:
 
 
 def main() -> None:
-    os.environ["KEEL_THREADS"] = "2"
-    os.environ["KEEL_CACHE"] = "0"  # measure generation, not the result cache
+    generation_environment()
     print(f"greedy, max {MAX_TOKENS} tokens, 2 threads, median of {REPEATS} after warm-up")
     print(f"{'model':<14} {'runner':<24} {'tokens':>6} {'tok/s':>8} {'vs free':>8}")
     for model in MODELS:
