@@ -40,13 +40,12 @@ def llama_cpp_run(llm: Llama) -> int:
 def bare_run(model: str) -> int:
     engine = load_location(resolve_model(model)).engine
     tokens = engine.prompt_tokens(PROMPT, raw=True)
-    with engine.lock:
-        engine.prefill(tokens)
-        position = len(tokens)
-        for _ in range(NEW_TOKENS):
-            token = int(np.argmax(engine.logits()))
-            engine.step(token, position)
-            position += 1
+    engine.prefill(tokens)  # the model's worker is idle: nothing else is running
+    position = len(tokens)
+    for _ in range(NEW_TOKENS):
+        token = int(np.argmax(engine.logits()))
+        engine.step(token, position)
+        position += 1
     return NEW_TOKENS
 
 

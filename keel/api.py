@@ -1,4 +1,4 @@
-"""Public generation functions: thin adapters over the one event stream (loop.run)."""
+"""Public generation functions: thin adapters over the one event stream (loop.Sequence)."""
 
 from __future__ import annotations
 
@@ -90,9 +90,7 @@ def _prepare(options: dict[str, Any]) -> GenerationHandle:
         session = open_session(loaded.engine, constraint) if constraint else None
         prompt_tokens = loop.prepare_prompt(loaded.engine, params)
         source = loaded.worker.submit(
-            lambda cancelled, submitted: loop.run(
-                loaded.engine, prompt_tokens, params, fingerprint, session, cancelled, submitted
-            )
+            loop.Sequence(loaded.engine, prompt_tokens, params, fingerprint, session)
         )
         if cache:
             checks.append(Recorder(lambda done: cache.put(key, done)))

@@ -35,6 +35,7 @@ class Settings:
     allow_downloads: bool
     allow_fallback: bool
     verbose: bool
+    slots: int
 
 
 @cache
@@ -62,4 +63,5 @@ def settings() -> Settings:
         allow_downloads=_flag("KEEL_ALLOW_DOWNLOADS"),
         allow_fallback=_flag("KEEL_ALLOW_FALLBACK"),
         verbose=_flag("KEEL_VERBOSE"),
+        slots=positive_int("KEEL_SLOTS", 8),
     )

@@ -1,13 +1,15 @@
-"""The one generation loop. Every surface (generate, generate_iter, stream_generate, CLI,
-later the server and cache) adapts the events it yields, so they cannot disagree."""
+"""The one generation loop, as a state machine the model's worker steps. Every surface
+(generate, generate_iter, stream_generate, CLI, server, cache) adapts the events it yields,
+so they cannot disagree."""
 
 from __future__ import annotations
 
 import resource
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import perf_counter
+
+import numpy as np
 
 from .detok import StopMatcher, Utf8Assembler
 from .engine.llama import LlamaEngine
@@ -58,95 +60,109 @@ def prepare_prompt(engine: LlamaEngine, params: GenerationParams) -> Prompt:
     return Prompt(tokens, truncated)
 
 
-def run(
-    engine: LlamaEngine,
-    prompt: Prompt,
-    params: GenerationParams,
-    fingerprint: Fingerprint,
-    constraint: ConstraintSession | None = None,
-    cancelled: Callable[[], bool] = lambda: False,
-    submitted: float | None = None,
-) -> Iterator[GenerationResponse]:
-    """Yield one event per sampled token; the last one has `finish_reason` set.
+class Sequence:
+    """One generation between decode steps: the model's worker prefills it into a slot,
+    then alternates decoding its pending token (alone or batched with other sequences)
+    and `advance` with the resulting logits, which samples and yields one event."""
 
-    `cancelled` is polled before every step; when it turns true the run ends with a
-    final "cancelled" event. Time to first token counts from `submitted` (default: now).
-    """
-    tokens, truncated = prompt.tokens, prompt.truncated
-    n_prompt = len(tokens)
-    started = perf_counter() if submitted is None else submitted
-    stats = {
-        "prompt_tokens": n_prompt,
-        "prompt_tps": 0.0,
-        "generation_tps": 0.0,
-        "time_to_first_token": 0.0,
-        "prompt_reused": 0,
-    }
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        prompt: Prompt,
+        params: GenerationParams,
+        fingerprint: Fingerprint,
+        constraint: ConstraintSession | None = None,
+    ) -> None:
+        self.engine = engine
+        self.prompt = prompt
+        self.params = params
+        self.fingerprint = fingerprint
+        self.constraint = constraint
+        self.position = len(prompt.tokens)  # where the pending token goes
+        self.pending: int | None = None  # sampled, not yet decoded
+        self.steps = 0
+        self._utf8 = Utf8Assembler()
+        self._stops = StopMatcher(params.stop_strings)
+        self._started = perf_counter()
+        self._decoding = self._started
+        self._stats = {
+            "prompt_tokens": len(prompt.tokens),
+            "prompt_tps": 0.0,
+            "generation_tps": 0.0,
+            "time_to_first_token": 0.0,
+            "prompt_reused": 0,
+        }
 
-    def event(text, token, logprob, step, finish=None, stop=None, error=None):
+    def _event(self, text, token, logprob, finish=None, stop=None, error=None):
         return GenerationResponse(
             text=text,
             token=token,
             logprobs=logprob,
-            generation_tokens=step,
+            generation_tokens=self.steps,
             peak_memory=_peak_memory_gb(),
             finish_reason=finish,
             stop_string=stop,
-            prompt_truncated=truncated,
+            prompt_truncated=self.prompt.truncated,
             error=error,
-            fingerprint=fingerprint if finish else None,
-            **stats,
+            fingerprint=self.fingerprint if finish else None,
+            **self._stats,
         )
 
-    with engine.lock:
+    def prefill(self, slot: int, submitted: float) -> GenerationResponse | None:
+        """Feed the prompt into `slot`; None when ready to sample, else the final error
+        event. Time to first token counts from `submitted`."""
+        self._started = submitted
         prefill_start = perf_counter()
         try:
-            stats["prompt_reused"] = engine.prefill(tokens)
+            self._stats["prompt_reused"] = self.engine.prefill(self.prompt.tokens, slot)
         except GenerationError as exc:
-            yield event("", NO_TOKEN, None, 0, "error", error=str(exc))
-            return
-        decoding = perf_counter()
-        stats["prompt_tps"] = n_prompt / max(decoding - prefill_start, 1e-9)
-        utf8 = Utf8Assembler()
-        stops = StopMatcher(params.stop_strings)
-        position = n_prompt
-        for step in range(params.max_new_tokens):
-            if cancelled():
-                yield event(stops.flush(), NO_TOKEN, None, step, "cancelled")
-                return
-            logits = engine.logits()
-            token = sample(constraint.restrict(logits) if constraint else logits, step, params)
-            logprob = (
-                token_logprob(logits, token, params.top_logprobs, engine.token_text)
-                if params.logprobs
-                else None
-            )
-            finish = None
-            if engine.is_eog(token):
-                text, stop = stops.flush(), None
+            return self.failed(exc)
+        self._decoding = perf_counter()
+        elapsed = max(self._decoding - prefill_start, 1e-9)
+        self._stats["prompt_tps"] = len(self.prompt.tokens) / elapsed
+        return None
+
+    def advance(self, logits: np.ndarray) -> GenerationResponse:
+        """Sample the next token from `logits` and describe it; unless the event is final,
+        `pending` is the token to decode before the next call."""
+        params, engine, constraint, stops = self.params, self.engine, self.constraint, self._stops
+        token = sample(constraint.restrict(logits) if constraint else logits, self.steps, params)
+        logprob = (
+            token_logprob(logits, token, params.top_logprobs, engine.token_text)
+            if params.logprobs
+            else None
+        )
+        finish = stop = None
+        if engine.is_eog(token):
+            text = stops.flush()
+            finish = "stop"
+        else:
+            if constraint:
+                constraint.advance(token)
+            text, stop = stops.feed(self._utf8.feed(engine.piece(token)))
+            if stop:
+                finish = "stop_string"
+            elif constraint and constraint.finished():
+                text += stops.flush()
                 finish = "stop"
-            else:
-                if constraint:
-                    constraint.advance(token)
-                text, stop = stops.feed(utf8.feed(engine.piece(token)))
-                if stop:
-                    finish = "stop_string"
-                elif constraint and constraint.finished():
-                    text += stops.flush()
-                    finish = "stop"
-                elif step + 1 == params.max_new_tokens or position >= engine.n_ctx:
-                    text += stops.flush()
-                    finish = "length"
-            now = perf_counter()
-            stats["generation_tps"] = (step + 1) / max(now - decoding, 1e-9)
-            if step == 0:
-                stats["time_to_first_token"] = now - started
-            yield event(text, token, logprob, step + 1, finish, stop)
-            if finish:
-                return
-            try:
-                engine.step(token, position)
-            except GenerationError as exc:
-                yield event("", NO_TOKEN, None, step + 1, "error", error=str(exc))
-                return
-            position += 1
+            elif self.steps + 1 == params.max_new_tokens or self.position >= engine.n_ctx:
+                text += stops.flush()
+                finish = "length"
+        self.steps += 1
+        now = perf_counter()
+        self._stats["generation_tps"] = self.steps / max(now - self._decoding, 1e-9)
+        if self.steps == 1:
+            self._stats["time_to_first_token"] = now - self._started
+        self.pending = None if finish else token
+        return self._event(text, token, logprob, finish, stop)
+
+    def decoded(self) -> None:
+        """The pending token is in the KV now."""
+        self.pending = None
+        self.position += 1
+
+    def cancelled(self) -> GenerationResponse:
+        return self._event(self._stops.flush(), NO_TOKEN, None, "cancelled")
+
+    def failed(self, exc: Exception) -> GenerationResponse:
+        return self._event("", NO_TOKEN, None, "error", error=str(exc))

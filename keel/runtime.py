@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from .config import settings, thread_count
+from .engine.batching import proven_batch_sizes
 from .engine.llama import ContextSettings, LlamaEngine, build_info
 from .events import Fingerprint
 from .models import ModelLocation, model_sha256
@@ -60,7 +61,7 @@ def identify(location: ModelLocation) -> ModelIdentity:
     return ModelIdentity(location.name, location.path, model_sha256(location.path), context)
 
 
-_EngineKey = tuple[Path, ContextSettings, int]
+_EngineKey = tuple[Path, ContextSettings, int, int]
 _loaded: dict[_EngineKey, LoadedModel] = {}
 _loading_locks: dict[_EngineKey, threading.Lock] = {}
 _registry_lock = threading.Lock()
@@ -69,7 +70,8 @@ _registry_lock = threading.Lock()
 def load(identity: ModelIdentity) -> LoadedModel:
     """Thread-safe: concurrent first calls for one model load it once."""
     n_threads = thread_count()
-    key = (identity.path, identity.context, n_threads)
+    slots = settings().slots
+    key = (identity.path, identity.context, n_threads, slots)
     with _registry_lock:
         loaded = _loaded.get(key)
         if loaded is not None:
@@ -78,8 +80,9 @@ def load(identity: ModelIdentity) -> LoadedModel:
     with lock:
         loaded = _loaded.get(key)
         if loaded is None:
-            engine = LlamaEngine(identity.path, identity.context, n_threads)
-            loaded = LoadedModel(identity, engine, Worker(identity.name))
+            engine = LlamaEngine(identity.path, identity.context, n_threads, slots)
+            engine.batch_sizes = proven_batch_sizes(engine)
+            loaded = LoadedModel(identity, engine, Worker(engine, identity.name))
             with _registry_lock:
                 _loaded[key] = loaded
     return loaded

@@ -1,8 +1,10 @@
 """One worker thread per loaded model owns its llama.cpp context; callers submit jobs.
 
-The worker runs one generation at a time and pushes its events into the job's channel,
-so consumers in any thread or event loop read at their own pace, and a consumer that
-stops early cancels the job, which ends at the next decode step.
+The worker keeps up to `engine.slots` generations in flight: it prefills a newly admitted
+one into a free slot, then decodes the pending tokens of all of them, batched in groups of
+proven sizes, and pushes each event into its job's channel. Consumers in any thread or
+event loop read at their own pace; a consumer that stops early cancels its job, which ends
+before its next token and frees the slot.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from time import perf_counter
 
 from .config import positive_int
-from .errors import QueueFullError
+from .engine.batching import batch_groups
+from .engine.llama import LlamaEngine
+from .errors import GenerationError, QueueFullError
 from .events import GenerationResponse
+from .loop import Sequence
 
 _END = object()
 DEFAULT_QUEUE_DEPTH = 64
@@ -61,14 +66,11 @@ def _wake(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-Produce = Callable[[Callable[[], bool], float], Iterator[GenerationResponse]]
-
-
 class Job:
-    """One submitted generation: produce(cancelled, submitted_at) runs on the worker."""
+    """One submitted generation, run by the worker as a Sequence."""
 
-    def __init__(self, produce: Produce) -> None:
-        self.produce = produce
+    def __init__(self, sequence: Sequence) -> None:
+        self.sequence = sequence
         self.channel = Channel()
         self.cancelled = threading.Event()
         self.done = threading.Event()  # set once the worker has let go of the engine
@@ -76,6 +78,17 @@ class Job:
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def emit(self, event: GenerationResponse) -> bool:
+        """Hand an event to the consumer; True when it was the last one."""
+        self.channel.put(event)
+        return event.finish_reason is not None
+
+    def end(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.channel.put(error)  # the consumer re-raises it
+        self.done.set()
+        self.channel.put(_END)
 
     def events(self) -> Iterator[GenerationResponse]:
         """Blocking iteration; cancels the job if the consumer stops early."""
@@ -98,13 +111,26 @@ class Job:
 
 
 class Worker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, engine: LlamaEngine, name: str) -> None:
+        self.engine = engine
         self._queue: queue.Queue[Job] = queue.Queue()
         self._submit_lock = threading.Lock()
+        self._active: dict[int, Job] = {}  # slot -> job
+        self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
+        self.decoded_tokens = 0  # their ratio is the mean batch size
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, produce: Produce) -> Job:
+    @property
+    def busy(self) -> int:
+        """Generations in flight (an estimate, read from another thread)."""
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, sequence: Sequence) -> Job:
         """Queue a job, unless KEEL_QUEUE_DEPTH jobs already wait (read now, so a change
         applies to models that are already loaded)."""
         depth = queue_depth()
@@ -115,23 +141,79 @@ class Worker:
                     "(KEEL_QUEUE_DEPTH raises the limit)",
                     retry_after=1.0,
                 )
-            job = Job(produce)
+            job = Job(sequence)
             self._queue.put(job)
         return job
 
     def _serve(self) -> None:
         while True:
-            job = self._queue.get()
-            try:
+            self._admit()
+            for slot, job in list(self._active.items()):
                 if job.cancelled.is_set():
-                    continue  # cancelled while waiting: not even a prefill
-                for event in job.produce(job.cancelled.is_set, job.submitted):
-                    job.channel.put(event)
-            except BaseException as exc:  # handed to the consumer, who re-raises it
-                job.channel.put(exc)
-            finally:
-                job.done.set()
-                job.channel.put(_END)
+                    self._finish(slot, job.sequence.cancelled())
+            self._step()
+
+    def _admit(self) -> None:
+        """Start queued jobs while slots are free; wait for one when nothing is running."""
+        while len(self._active) < self.engine.slots:
+            try:
+                job = self._queue.get(block=not self._active)
+            except queue.Empty:
+                return
+            if job.cancelled.is_set():
+                job.end()  # cancelled while waiting: not even a prefill
+                continue
+            slot = self._pick_slot(job.sequence)
+            self._active[slot] = job
+            try:
+                failure = job.sequence.prefill(slot, job.submitted)
+                if failure is not None:
+                    self._finish(slot, failure)
+                elif job.cancelled.is_set():
+                    self._finish(slot, job.sequence.cancelled())
+                elif job.emit(job.sequence.advance(self.engine.logits())):
+                    self._finish(slot)
+            except BaseException as exc:  # a bug, not a model failure: tell the consumer
+                self._finish(slot, error=exc)
+
+    def _pick_slot(self, sequence: Sequence) -> int:
+        """The free slot that can reuse most of the prompt's KV; else the lowest free one,
+        which keeps running slots consecutive so they batch together."""
+        free = [slot for slot in range(self.engine.slots) if slot not in self._active]
+        tokens = sequence.prompt.tokens
+        return max(free, key=lambda slot: (self.engine.reusable_tokens(tokens, slot), -slot))
+
+    def _step(self) -> None:
+        """Decode every pending token, in groups of proven batch sizes, then sample."""
+        active = self._active
+        pending = sorted(slot for slot, job in active.items() if job.sequence.pending is not None)
+        for group in batch_groups(pending, self.engine.batch_sizes):
+            sequences = [active[slot].sequence for slot in group]
+            try:
+                entries = zip(group, sequences, strict=True)
+                self.engine.step_batch([(seq.pending, seq.position, slot) for slot, seq in entries])
+            except GenerationError as exc:
+                for slot, seq in zip(group, sequences, strict=True):
+                    self._finish(slot, seq.failed(exc))
+                continue
+            self.decode_calls += 1
+            self.decoded_tokens += len(group)
+            for row, slot in enumerate(group):
+                job = active[slot]
+                try:
+                    job.sequence.decoded()
+                    if job.emit(job.sequence.advance(self.engine.logits(row))):
+                        self._finish(slot)
+                except BaseException as exc:
+                    self._finish(slot, error=exc)
+
+    def _finish(
+        self, slot: int, event: GenerationResponse | None = None, error: BaseException | None = None
+    ) -> None:
+        job = self._active.pop(slot)
+        if event is not None:
+            job.emit(event)
+        job.end(error)
 
 
 def queue_depth() -> int:

@@ -1,9 +1,11 @@
 """The embedded engine: llama.cpp through llama-cpp-python's low-level C API.
 
-Only prefill and single-token decode live here. Settings that change numerics (batch sizes,
-KV type, flash attention, SWA cache) are fixed per model and recorded in the fingerprint;
-prompts are always fed in chunks aligned at position 0, so a token's computation never
-depends on how a request was scheduled.
+Only prefill and decode live here. Settings that change numerics (batch sizes, KV type,
+flash attention, SWA cache) are fixed per model and recorded in the fingerprint; prompts are
+always fed in chunks aligned at position 0, so a token's computation never depends on how a
+request was scheduled. One context holds several sequences ("slots"), each with its own KV
+stream of n_ctx cells, so a sequence computes exactly as it would alone; decoding several
+of them in one batch is used only at the batch sizes a self-check proved bit-identical.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import ctypes
 import importlib.util
 import json
 import sys
-import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -103,16 +104,22 @@ def build_info() -> dict:
     return json.loads(remembered("llama.cpp build", _library_files(), probe))
 
 
-class LlamaEngine:
-    """One loaded GGUF with one llama.cpp context. Not thread-safe: the model's worker
-    (keel.scheduler) is its only user during generation, holding `lock`."""
+# (token, position, slot): one row of a llama_batch
+Entry = tuple[int, int, int]
 
-    def __init__(self, path: Path, context: ContextSettings, n_threads: int) -> None:
+
+class LlamaEngine:
+    """One loaded GGUF with one llama.cpp context of `slots` sequences. Not thread-safe:
+    the model's worker (keel.scheduler) is its only user once it is loaded."""
+
+    def __init__(
+        self, path: Path, context: ContextSettings, n_threads: int, slots: int = 1
+    ) -> None:
         lib = _llama()
         self._lib = lib
         self.path = path
         self.context = context
-        self.lock = threading.Lock()
+        self.slots = slots
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)
@@ -122,10 +129,11 @@ class LlamaEngine:
                 "(corrupt, truncated or unsupported); fix: re-download or reinstall it"
             )
         ctx_params = lib.llama_context_default_params()
-        ctx_params.n_ctx = context.n_ctx
+        ctx_params.n_ctx = context.n_ctx * slots
         ctx_params.n_batch = context.n_batch
         ctx_params.n_ubatch = context.n_ubatch
-        ctx_params.n_seq_max = 1
+        ctx_params.n_seq_max = slots
+        ctx_params.kv_unified = False  # one KV stream per slot: neighbours never show
         ctx_params.n_threads = n_threads
         ctx_params.n_threads_batch = n_threads
         ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -140,16 +148,18 @@ class LlamaEngine:
         self._memory = lib.llama_get_memory(self._ctx)
         self.vocab = lib.llama_model_get_vocab(self._model)
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        self.n_ctx = lib.llama_n_ctx_seq(self._ctx)
         self.bos = lib.llama_vocab_bos(self.vocab)
         self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         self._batch = lib.llama_batch_init(context.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
-        self._prefilled: list[int] = []  # prompt tokens whose KV came from whole-chunk prefill
+        # per slot: the prompt tokens whose KV came from whole-chunk prefill
+        self._prefilled: list[list[int]] = [[] for _ in range(slots)]
         # None until proven on the first chance to reuse; then True or False for good
         self.prefix_reuse: bool | None = None
+        self.batch_sizes: tuple[int, ...] = (1,)  # proven by check_batching()
         template = lib.llama_model_chat_template(self._model, None)
         self.chat_template: str | None = template.decode("utf-8") if template else None
 
@@ -241,84 +251,108 @@ class LlamaEngine:
     # -- prefill and decode -------------------------------------------------------------
 
     def reset(self) -> None:
-        self._lib.llama_memory_clear(self._memory, True)
-        self._prefilled = []
+        """Forget every slot's KV (so the next prefill is cold)."""
+        for slot in range(self.slots):
+            self.clear(slot)
 
-    def _decode(self, tokens: list[int], start: int, want_logits: bool) -> None:
+    def clear(self, slot: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
+        self._prefilled[slot] = []
+
+    def rewind(self, slot: int, length: int) -> None:
+        """Drop the slot's KV from `length` on (its generated tokens), keeping the prompt."""
+        self._lib.llama_memory_seq_rm(self._memory, slot, length, -1)
+
+    def _decode(self, entries: list[Entry], all_logits: bool) -> None:
+        """One llama_decode; logits for every row, or for the last row only."""
         batch = self._batch
-        n = len(tokens)
+        n = len(entries)
         batch.n_tokens = n
-        for i, token in enumerate(tokens):
+        for i, (token, position, slot) in enumerate(entries):
             batch.token[i] = token
-            batch.pos[i] = start + i
+            batch.pos[i] = position
             batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = False
-        batch.logits[n - 1] = want_logits
+            batch.seq_id[i][0] = slot
+            batch.logits[i] = all_logits
+        batch.logits[n - 1] = True
         status = self._lib.llama_decode(self._ctx, batch)
         if status != 0:
-            raise GenerationError(f"llama_decode failed with status {status} at position {start}")
+            where = ", ".join(f"slot {slot} position {pos}" for _, pos, slot in entries[:4])
+            raise GenerationError(f"llama_decode failed with status {status} at {where}")
 
-    def _reusable_chunks(self, tokens: list[int]) -> int:
-        """Leading whole CHUNKs of `tokens` that the last prefill left in the KV cache.
+    def reusable_tokens(self, tokens: list[int], slot: int) -> int:
+        """How many leading prompt tokens a prefill on `slot` could take from its KV."""
+        if self.prefix_reuse is False:
+            return 0
+        return self._reusable_chunks(tokens, slot) * CHUNK
+
+    def _reusable_chunks(self, tokens: list[int], slot: int) -> int:
+        """Leading whole CHUNKs of `tokens` that the slot's last prefill left in its KV.
 
         Only whole chunks decoded by prefill count (generated tokens were decoded one by
         one, so their numerics differ), and the chunk holding the last prompt token is
         always decoded again because its logits are needed.
         """
+        prefilled = self._prefilled[slot]
         limit = (len(tokens) - 1) // CHUNK
         count = 0
         while count < limit:
             span = slice(count * CHUNK, (count + 1) * CHUNK)
-            if tokens[span] != self._prefilled[span]:
+            if tokens[span] != prefilled[span]:
                 break
             count += 1
         return count
 
-    def _prefill_from(self, tokens: list[int], first_chunk: int) -> None:
-        if first_chunk == 0 or not self._lib.llama_memory_seq_rm(
-            self._memory, 0, first_chunk * CHUNK, -1
-        ):
-            first_chunk = 0
-            self.reset()
-        self._prefilled = []
+    def _prefill_from(self, tokens: list[int], first_chunk: int, slot: int) -> None:
+        if first_chunk == 0:
+            self.clear(slot)
+        else:
+            self.rewind(slot, first_chunk * CHUNK)
+        self._prefilled[slot] = []
         last = len(tokens)
         for start in range(first_chunk * CHUNK, last, CHUNK):
-            self._decode(tokens[start : start + CHUNK], start, want_logits=start + CHUNK >= last)
-        self._prefilled = tokens[: (last // CHUNK) * CHUNK]
+            chunk = tokens[start : start + CHUNK]
+            self._decode([(t, start + i, slot) for i, t in enumerate(chunk)], all_logits=False)
+        self._prefilled[slot] = tokens[: (last // CHUNK) * CHUNK]
 
-    def _prove_reuse(self, tokens: list[int], chunks: int) -> bool:
+    def _prove_reuse(self, tokens: list[int], chunks: int, slot: int) -> bool:
         """Warm prefill must equal cold prefill bit for bit: compare the last logits of a
         cold run with a warm one made after a generated token polluted the cache."""
-        self._prefill_from(tokens, 0)
+        self._prefill_from(tokens, 0, slot)
         cold = self.logits().copy()
-        self.step(int(np.argmax(cold)), len(tokens))
-        self._prefill_from(tokens, chunks)
+        self.step(int(np.argmax(cold)), len(tokens), slot)
+        self._prefill_from(tokens, chunks, slot)
         return bool(np.array_equal(cold, self.logits()))
 
-    def prefill(self, tokens: list[int]) -> int:
-        """Feed the prompt from position 0 in fixed CHUNK-sized, aligned pieces, reusing
-        whole chunks already in the cache once this model and build have proven that a
-        warm prefill equals a cold one. Returns how many prompt tokens were reused."""
-        chunks = self._reusable_chunks(tokens) if self.prefix_reuse is not False else 0
+    def prefill(self, tokens: list[int], slot: int = 0) -> int:
+        """Feed the prompt into `slot` from position 0 in fixed CHUNK-sized, aligned
+        pieces, reusing whole chunks already in the slot's KV once this model and build
+        have proven that a warm prefill equals a cold one. Returns the reused token count."""
+        chunks = self._reusable_chunks(tokens, slot) if self.prefix_reuse is not False else 0
         if chunks and self.prefix_reuse is None:
             self.prefix_reuse = (
                 remembered(
                     "prefix reuse proof",
                     [self.path, *_library_files()],
-                    lambda: "equal" if self._prove_reuse(tokens, chunks) else "differs",
+                    lambda: "equal" if self._prove_reuse(tokens, chunks, slot) else "differs",
                 )
                 == "equal"
             )
             chunks = chunks if self.prefix_reuse else 0
-        self._prefill_from(tokens, chunks)  # a failed decode leaves nothing marked reusable
+        self._prefill_from(tokens, chunks, slot)  # a failed decode leaves nothing reusable
         return chunks * CHUNK
 
-    def step(self, token: int, position: int) -> None:
+    def step(self, token: int, position: int, slot: int = 0) -> None:
         """Decode one generated token at its position."""
-        self._decode([token], position, want_logits=True)
+        self._decode([(token, position, slot)], all_logits=True)
 
-    def logits(self) -> np.ndarray:
-        """Zero-copy view of the last output row; valid until the next decode."""
-        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
+    def step_batch(self, entries: list[Entry]) -> None:
+        """Decode one generated token for each of several slots in one llama_decode; row i
+        of the logits belongs to entries[i]. Callers keep to proven `batch_sizes` and
+        consecutive slots (llama.cpp splits other sets into several micro-batches)."""
+        self._decode(entries, all_logits=True)
+
+    def logits(self, row: int = -1) -> np.ndarray:
+        """Zero-copy view of one output row (default: the last); valid until the next decode."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))

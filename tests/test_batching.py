@@ -1,0 +1,53 @@
+"""Continuous batching must be invisible: sequences decoded together give exactly what they
+give alone, and batching happens only at sizes the load-time self-check proved."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import keel
+from keel.engine.batching import batch_groups
+from keel.models import resolve_model
+from keel.runtime import load_location
+
+PROMPT = "Write a short story about a lighthouse."
+
+
+def test_groups_are_consecutive_runs_cut_into_proven_sizes():
+    assert batch_groups([0, 1, 2, 4, 5, 7], (1, 2, 3)) == [[0, 1, 2], [4, 5], [7]]
+    assert batch_groups([0, 1, 2, 3, 4], (1, 2)) == [[0, 1], [2, 3], [4]]
+    assert batch_groups([3, 4, 5, 6], (1,)) == [[3], [4], [5], [6]]
+    assert batch_groups([], (1, 2)) == []
+
+
+def test_self_check_result_is_reported(model_name):
+    loaded = load_location(resolve_model(model_name))
+    sizes = loaded.engine.batch_sizes
+    assert sizes[0] == 1 and list(sizes) == sorted(set(sizes))
+    assert set(sizes) <= set(range(1, loaded.engine.slots + 1))
+
+
+def test_batched_equals_solo_and_really_batches(model_name):
+    loaded = load_location(resolve_model(model_name))
+    jobs = [
+        dict(seed=seed, temperature=temperature, max_new_tokens=24, model=model_name)
+        for seed, temperature in ((1, 0.0), (2, 0.7), (3, 1.0), (4, 0.3))
+    ] * 2
+    prompts = [PROMPT, "Name three colours.", "Once upon a time", "2 + 2 ="] * 2
+    solo = [keel.generate(p, **job) for p, job in zip(prompts, jobs, strict=True)]
+    calls, tokens = loaded.worker.decode_calls, loaded.worker.decoded_tokens
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda p, job: keel.generate(p, **job), prompts, jobs))
+    assert together == solo
+    batched = (loaded.worker.decoded_tokens - tokens) / (loaded.worker.decode_calls - calls)
+    if max(loaded.engine.batch_sizes) > 1:
+        assert batched > 1.5  # most steps decoded several sequences at once
+    assert batched <= max(loaded.engine.batch_sizes)
+
+
+def test_one_slot_context_gives_the_same_text(monkeypatch):
+    """The slot count is not in the fingerprint because it does not change results."""
+    kwargs = dict(max_new_tokens=16, seed=9, temperature=0.8)
+    many = keel.generate(PROMPT, **kwargs)
+    monkeypatch.setenv("KEEL_SLOTS", "1")
+    one = load_location(resolve_model("smollm2-135m"))
+    assert one.engine.slots == 1 and one.engine.batch_sizes == (1,)
+    assert keel.generate(PROMPT, **kwargs) == many
