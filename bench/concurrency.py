@@ -3,7 +3,9 @@
 1. Aggregate tokens/s for 1, 4 and 8 concurrent requests (threads) against the same
    requests run one after another. The model's worker decodes concurrent requests in one
    batch at the sizes its load-time self-check proved exact; prefills run one at a time.
-   The mean batch size the worker achieved is printed too.
+   The mean batch size the worker achieved is printed too. Requests share one prompt
+   (different seeds: the prompt's prefill is kept per slot) or have distinct prompts
+   (every request pays its prefill, one at a time).
 2. Prefill time of a ~1,500-token prompt cold vs. with a warm 1,024-token prefix (two
    whole chunks reused), median of REPEATS.
 
@@ -20,33 +22,40 @@ from concurrent.futures import ThreadPoolExecutor
 from common import generation_environment
 
 import keel
+from keel.config import thread_count
 from keel.models import resolve_model
 from keel.runtime import load_location
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 MODELS = ["smollm2-135m", "gemma3-270m"]
 PROMPT = "Write a short story about a lighthouse."
-NEW_TOKENS = 32
+NEW_TOKENS = int(os.environ.get("BENCH_NEW_TOKENS", "64"))
+TOPICS = ["a lighthouse", "a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship"]
 SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
 
 
-def request(model: str, index: int) -> int:
+def request(model: str, index: int, distinct: bool, round_: int = 0) -> int:
+    """One request; `distinct` prompts differ per request and per round, so no prefill can
+    be reused, otherwise all share PROMPT and differ by seed."""
+    prompt = f"Write a short story about {TOPICS[index % 8]} ({round_})." if distinct else PROMPT
     events = keel.stream_generate(
-        PROMPT, model=model, max_new_tokens=NEW_TOKENS, seed=index, temperature=0.7
+        prompt, model=model, max_new_tokens=NEW_TOKENS, seed=index, temperature=0.7
     )
     return sum(1 for _ in events)
 
 
-def throughput(model: str, concurrency: int) -> tuple[float, float, float]:
+def throughput(model: str, concurrency: int, distinct: bool) -> tuple[float, float, float]:
     """(serial tokens/s, concurrent tokens/s, mean decode batch) for `concurrency` requests."""
     worker = load_location(resolve_model(model)).worker
     start = time.perf_counter()
-    serial_tokens = sum(request(model, i) for i in range(concurrency))
+    serial_tokens = sum(request(model, i, distinct, 1) for i in range(concurrency))
     serial = serial_tokens / (time.perf_counter() - start)
     calls, tokens = worker.decode_calls, worker.decoded_tokens
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        concurrent_tokens = sum(pool.map(lambda i: request(model, i), range(concurrency)))
+        concurrent_tokens = sum(
+            pool.map(lambda i: request(model, i, distinct, 2), range(concurrency))
+        )
     concurrent = concurrent_tokens / (time.perf_counter() - start)
     batch = (worker.decoded_tokens - tokens) / max(worker.decode_calls - calls, 1)
     return serial, concurrent, batch
@@ -75,20 +84,22 @@ def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
 
 def main() -> None:
     generation_environment()
-    print(f"{NEW_TOKENS} new tokens per request, T=0.7, 2 threads")
+    print(f"{NEW_TOKENS} new tokens per request, T=0.7, {thread_count()} threads")
     print(
-        f"{'model':<14} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} {'ratio':>7} "
-        f"{'batch':>6} {'proven sizes'}"
+        f"{'model':<14} {'prompts':<9} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} "
+        f"{'ratio':>7} {'batch':>6} {'proven sizes'}"
     )
     for model in MODELS:
-        request(model, 0)  # load and warm up
+        request(model, 0, distinct=False)  # load and warm up
         sizes = load_location(resolve_model(model)).engine.batch_sizes
-        for concurrency in (1, 4, 8):
-            serial, concurrent, batch = throughput(model, concurrency)
-            print(
-                f"{model:<14} {concurrency:>8} {serial:>13.1f} {concurrent:>11.1f} "
-                f"{concurrent / serial:>6.2f}x {batch:>6.2f} {sizes}"
-            )
+        for distinct in (False, True):
+            for concurrency in (1, 4, 8):
+                serial, concurrent, batch = throughput(model, concurrency, distinct)
+                print(
+                    f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
+                    f"{serial:>13.1f} {concurrent:>11.1f} {concurrent / serial:>6.2f}x "
+                    f"{batch:>6.2f} {sizes}"
+                )
     print(f"\nprefill of a ~1,500-token prompt, median of {REPEATS}")
     print(f"{'model':<14} {'cold s':>8} {'warm s':>8} {'speed-up':>9}")
     for model in MODELS:

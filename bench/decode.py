@@ -40,11 +40,14 @@ def llama_cpp_run(llm: Llama) -> int:
 def bare_run(model: str) -> int:
     engine = load_location(resolve_model(model)).engine
     tokens = engine.prompt_tokens(PROMPT, raw=True)
+    engine.reset()  # a cold prefill, like the other runs (keel's own reuses the prompt)
     engine.prefill(tokens)  # the model's worker is idle: nothing else is running
+    logits = engine.prompt_logits()
     position = len(tokens)
     for _ in range(NEW_TOKENS):
-        token = int(np.argmax(engine.logits()))
+        token = int(np.argmax(logits))
         engine.step(token, position)
+        logits = engine.logits()
         position += 1
     return NEW_TOKENS
 

@@ -171,7 +171,7 @@ class Worker:
                     self._finish(slot, failure)
                 elif job.cancelled.is_set():
                     self._finish(slot, job.sequence.cancelled())
-                elif job.emit(job.sequence.advance(self.engine.logits())):
+                elif job.emit(job.sequence.advance(self.engine.prompt_logits(slot))):
                     self._finish(slot)
             except BaseException as exc:  # a bug, not a model failure: tell the consumer
                 self._finish(slot, error=exc)

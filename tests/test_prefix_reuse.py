@@ -42,6 +42,33 @@ def test_warm_prefill_equals_cold(model_name, chunks):
     assert warm == cold
 
 
-def test_short_prompts_reuse_nothing():
-    events = list(keel.stream_generate("Hello", max_new_tokens=2))
+def test_short_new_prompts_reuse_nothing():
+    events = list(keel.stream_generate("Hello, a prompt seen once", max_new_tokens=2))
     assert events[-1].prompt_reused == 0
+
+
+def test_the_same_prompt_again_skips_prefill_and_gives_the_same_tokens(model_name):
+    engine = load_location(resolve_model(model_name)).engine
+    prompt = "The same question, asked with several seeds:"
+
+    def run(seed):
+        events = keel.stream_generate(
+            prompt,
+            model=model_name,
+            seed=seed,
+            temperature=0.9,
+            max_new_tokens=12,
+            include_logprobs=True,
+        )
+        events = list(events)
+        return events[-1].prompt_reused, [(e.token, e.logprobs) for e in events]
+
+    cold = []
+    for seed in (1, 2):
+        engine.reset()
+        cold.append(run(seed)[1])
+    engine.reset()
+    reused, first = run(1)
+    assert reused == 0 and first == cold[0]
+    reused, again = run(2)
+    assert reused == len(engine.prompt_tokens(prompt, raw=False)) and again == cold[1]

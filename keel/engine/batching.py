@@ -30,7 +30,7 @@ def _prompt(engine: LlamaEngine, slot: int) -> list[int]:
 def _solo_logits(engine: LlamaEngine, slot: int, prompt: list[int]) -> list[np.ndarray]:
     """Greedy run of _STEPS decode steps on `slot` alone; the slot is rewound afterwards
     to its prefilled prompt."""
-    rows = [engine.logits().copy()]
+    rows = [engine.prompt_logits(slot)]
     for step in range(_STEPS):
         engine.step(int(np.argmax(rows[-1])), len(prompt) + step, slot)
         rows.append(engine.logits().copy())

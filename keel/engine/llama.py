@@ -157,6 +157,10 @@ class LlamaEngine:
         self._eog_ids: list[int] | None = None
         # per slot: the prompt tokens whose KV came from whole-chunk prefill
         self._prefilled: list[list[int]] = [[] for _ in range(slots)]
+        # per slot: the last whole prompt prefilled and the logits of its last token, so the
+        # same prompt again (another seed, a retry) needs no prefill at all
+        self._prompt: list[list[int]] = [[] for _ in range(slots)]
+        self._prompt_logits: list[np.ndarray | None] = [None] * slots
         # None until proven on the first chance to reuse; then True or False for good
         self.prefix_reuse: bool | None = None
         self.batch_sizes: tuple[int, ...] = (1,)  # proven by check_batching()
@@ -258,10 +262,12 @@ class LlamaEngine:
     def clear(self, slot: int) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
         self._prefilled[slot] = []
+        self._prompt[slot] = []
+        self._prompt_logits[slot] = None
 
-    def rewind(self, slot: int, length: int) -> None:
+    def rewind(self, slot: int, length: int) -> bool:
         """Drop the slot's KV from `length` on (its generated tokens), keeping the prompt."""
-        self._lib.llama_memory_seq_rm(self._memory, slot, length, -1)
+        return bool(self._lib.llama_memory_seq_rm(self._memory, slot, length, -1))
 
     def _decode(self, entries: list[Entry], all_logits: bool) -> None:
         """One llama_decode; logits for every row, or for the last row only."""
@@ -282,6 +288,8 @@ class LlamaEngine:
 
     def reusable_tokens(self, tokens: list[int], slot: int) -> int:
         """How many leading prompt tokens a prefill on `slot` could take from its KV."""
+        if tokens == self._prompt[slot]:
+            return len(tokens)
         if self.prefix_reuse is False:
             return 0
         return self._reusable_chunks(tokens, slot) * CHUNK
@@ -308,12 +316,15 @@ class LlamaEngine:
             self.clear(slot)
         else:
             self.rewind(slot, first_chunk * CHUNK)
-        self._prefilled[slot] = []
+        self._prefilled[slot] = self._prompt[slot] = []
+        self._prompt_logits[slot] = None
         last = len(tokens)
         for start in range(first_chunk * CHUNK, last, CHUNK):
             chunk = tokens[start : start + CHUNK]
             self._decode([(t, start + i, slot) for i, t in enumerate(chunk)], all_logits=False)
         self._prefilled[slot] = tokens[: (last // CHUNK) * CHUNK]
+        self._prompt[slot] = list(tokens)
+        self._prompt_logits[slot] = self.logits().copy()
 
     def _prove_reuse(self, tokens: list[int], chunks: int, slot: int) -> bool:
         """Warm prefill must equal cold prefill bit for bit: compare the last logits of a
@@ -327,7 +338,11 @@ class LlamaEngine:
     def prefill(self, tokens: list[int], slot: int = 0) -> int:
         """Feed the prompt into `slot` from position 0 in fixed CHUNK-sized, aligned
         pieces, reusing whole chunks already in the slot's KV once this model and build
-        have proven that a warm prefill equals a cold one. Returns the reused token count."""
+        have proven that a warm prefill equals a cold one. The same whole prompt as the slot's
+        last one is not decoded at all: its KV is kept (generated tokens dropped) and its
+        logits were saved. Returns the reused token count; prompt_logits() has the logits."""
+        if tokens == self._prompt[slot] and self.rewind(slot, len(tokens)):
+            return len(tokens)
         chunks = self._reusable_chunks(tokens, slot) if self.prefix_reuse is not False else 0
         if chunks and self.prefix_reuse is None:
             self.prefix_reuse = (
@@ -341,6 +356,10 @@ class LlamaEngine:
             chunks = chunks if self.prefix_reuse else 0
         self._prefill_from(tokens, chunks, slot)  # a failed decode leaves nothing reusable
         return chunks * CHUNK
+
+    def prompt_logits(self, slot: int = 0) -> np.ndarray:
+        """The logits after the slot's prompt (a copy kept for exact-prompt reuse)."""
+        return self._prompt_logits[slot]
 
     def step(self, token: int, position: int, slot: int = 0) -> None:
         """Decode one generated token at its position."""
