@@ -77,8 +77,11 @@ def _prepare(options: dict[str, Any]) -> GenerationHandle:
     except ModelNotAvailableError:
         if constraint is not None or not settings().allow_fallback:
             raise  # stand-in text could never satisfy a constraint
-        stand_in = fallback.run(params, runtime.fallback_fingerprint(params))
-        return GenerationHandle(stand_in, checks, params.logprobs, constraint=constraint)
+        fingerprint = runtime.fallback_fingerprint(params)
+        stand_in = fallback.run(params, fingerprint)
+        return GenerationHandle(
+            stand_in, checks, params.logprobs, constraint=constraint, fingerprint=fingerprint
+        )
     fingerprint = identity.fingerprint(params)
     cache = result_cache() if use_cache else None
     key = cache_key(fingerprint, params.prompt) if cache else None
@@ -95,7 +98,13 @@ def _prepare(options: dict[str, Any]) -> GenerationHandle:
         if cache:
             checks.append(Recorder(lambda done: cache.put(key, done)))
     return GenerationHandle(
-        source, checks, params.logprobs, constraint=constraint, cache_key=key, record=record
+        source,
+        checks,
+        params.logprobs,
+        constraint=constraint,
+        cache_key=key,
+        record=record,
+        fingerprint=fingerprint,
     )
 
 

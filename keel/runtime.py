@@ -88,6 +88,11 @@ def load(identity: ModelIdentity) -> LoadedModel:
     return loaded
 
 
+def loaded_models() -> list[LoadedModel]:
+    with _registry_lock:
+        return list(_loaded.values())
+
+
 def fallback_fingerprint(params: GenerationParams) -> Fingerprint:
     return Fingerprint.of(
         {"keel": KEEL_VERSION, "fallback": True, "sampling": params.sampling_dict()}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 
 from .errors import GenerationError
-from .events import GenerationResponse, GenerationResult, collect
+from .events import Fingerprint, GenerationResponse, GenerationResult, collect
 from .record import Record
 from .scheduler import Job
 from .structured import Constraint
@@ -32,8 +32,10 @@ class GenerationHandle:
         constraint: Constraint | None = None,
         cache_key: str | None = None,
         record: Record | None = None,
+        fingerprint: Fingerprint | None = None,
     ) -> None:
         self.constraint = constraint
+        self.fingerprint = fingerprint  # known before the first token
         self.cache_key = cache_key
         self.record = record  # the cache hit being replayed, if any
         self._job = source if isinstance(source, Job) else None

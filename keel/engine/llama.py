@@ -226,20 +226,30 @@ class LlamaEngine:
         size = self._lib.llama_token_to_piece(self.vocab, token, buffer, 256, 0, True)
         return buffer.raw[: max(size, 0)].decode("utf-8", "replace")
 
+    def chat_text(self, messages: list[dict]) -> str:
+        """The prompt text for a conversation: the model's chat template with the assistant's
+        turn opened. A model without a template (a base model) takes one user message as
+        plain text, like generate() does; anything more has no faithful rendering."""
+        if self.chat_template:
+            return render_chat(
+                self.chat_template,
+                messages,
+                bos_token=self.special_text(self.bos),
+                eos_token=self.special_text(self._lib.llama_vocab_eos(self.vocab)),
+            )
+        if len(messages) == 1 and messages[0].get("role") == "user":
+            return messages[0].get("content", "")
+        raise InvalidParameterError(
+            f"{self.path.name} has no chat template, so a chat takes exactly one user "
+            "message; send raw text as a completion instead"
+        )
+
     def prompt_tokens(self, prompt: str, *, raw: bool) -> list[int]:
         """Chat-templated for instruct models, raw for base models or when raw=True.
 
         An empty prompt still starts from BOS so generation has something to condition on.
         """
-        if self.chat_template and not raw:
-            text = render_chat(
-                self.chat_template,
-                [{"role": "user", "content": prompt}],
-                bos_token=self.special_text(self.bos),
-                eos_token=self.special_text(self._lib.llama_vocab_eos(self.vocab)),
-            )
-        else:
-            text = prompt
+        text = prompt if raw else self.chat_text([{"role": "user", "content": prompt}])
         tokens = self.tokenize(text, add_bos=self.add_bos, parse_special=True)
         if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos:
             tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another

@@ -1,0 +1,58 @@
+"""The FastAPI application: routes, error shapes, guards, metrics and the startup load."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from ..models import resolve_model
+from ..runtime import load_location
+from . import errors, native, openai_api, ops
+from .config import ServerConfig
+from .gateway import Gateway
+from .guard import GuardMiddleware
+from .metrics import Metrics, MetricsMiddleware
+
+
+def _load_in_background(app: FastAPI, model: str) -> None:
+    """Load the served model off the event loop, so /health can answer 503 meanwhile."""
+
+    def load() -> None:
+        try:
+            load_location(resolve_model(model))
+            app.state.loading = {"status": "ok"}
+        except Exception as exc:  # reported by /health; requests get their own error
+            app.state.loading = {"status": "error", "message": str(exc)}
+
+    threading.Thread(target=load, name="keel-preload", daemon=True).start()
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    config = config or ServerConfig.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        _load_in_background(app, config.model)
+        yield
+
+    app = FastAPI(
+        title="keel",
+        version=version("keel-text"),
+        description="Deterministic text generation with local GGUF models.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.state.gateway = Gateway(config, metrics)
+    app.state.loading = {"status": "loading", "model": app.state.gateway.served}
+    errors.install(app)
+    for module in (native, openai_api, ops):
+        app.include_router(module.router)
+    app.add_middleware(
+        GuardMiddleware, api_key=config.api_key, max_body_bytes=config.max_body_bytes
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

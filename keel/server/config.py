@@ -1,0 +1,25 @@
+"""What a server operator decides: which model, who may call, and how big a request may be."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..models.registry import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str = DEFAULT_MODEL  # served when a request names none; loaded at startup
+    api_key: str | None = None  # Bearer token required on every route but /health
+    max_prompt_chars: int = 32_000
+    max_tokens: int = 2048  # the most new tokens one request may ask for
+    max_body_bytes: int = 1_000_000
+    keepalive_seconds: float = 15.0  # SSE comment interval on idle streams
+
+    @classmethod
+    def from_env(cls, **overrides) -> ServerConfig:
+        """Defaults, then KEEL_API_KEY, then explicit (non-None) overrides."""
+        values = {"api_key": os.environ.get("KEEL_API_KEY") or None}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)

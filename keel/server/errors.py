@@ -1,0 +1,118 @@
+"""Every failure as a JSON body in the OpenAI error shape, with the status it deserves:
+what the client can fix is 4xx, a full queue is 429 with Retry-After, and only a fault of
+keel's own is 500."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from ..errors import (
+    GenerationError,
+    InvalidParameterError,
+    KeelError,
+    ModelNotAvailableError,
+    QueueFullError,
+    StructuredOutputError,
+    UnknownModelError,
+)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class RequestError(Exception):
+    """A request the server refuses before generating (limits, unknown model ...)."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.param = status, code, param
+
+
+def error_json(status: int, message: str, kind: str, code: str | None = None, param=None):
+    body = {"error": {"message": message, "type": kind, "code": code, "param": param}}
+    return JSONResponse(body, status_code=status)
+
+
+def describe(exc: BaseException) -> tuple[int, str, str]:
+    """(status, type, code) for a keel error."""
+    if isinstance(exc, QueueFullError):
+        return 429, "rate_limit_error", "queue_full"
+    if isinstance(exc, UnknownModelError):
+        return 404, "invalid_request_error", "model_not_found"
+    if isinstance(exc, StructuredOutputError):
+        return 422, "invalid_request_error", "structured_output_failed"
+    if isinstance(exc, InvalidParameterError):
+        return 400, "invalid_request_error", "invalid_parameter"
+    if isinstance(exc, ModelNotAvailableError):
+        return 503, "server_error", "model_not_available"
+    if isinstance(exc, GenerationError):
+        return 500, "server_error", "generation_failed"
+    return 500, "server_error", "internal_error"
+
+
+# Documented on every generation route, so clients and schema-driven tests know them.
+ERROR_RESPONSES = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "Invalid parameters or a limit exceeded"),
+        (401, "Missing or wrong API key"),
+        (404, "Unknown model"),
+        (413, "Request body too large"),
+        (422, "Structured output could not be produced within the limits"),
+        (429, "Queue full; retry after the Retry-After seconds"),
+    )
+}
+
+
+def _keel_error(_request: Request, exc: KeelError) -> JSONResponse:
+    status, kind, code = describe(exc)
+    response = error_json(status, str(exc), kind, code)
+    if isinstance(exc, QueueFullError):
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
+def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+    return error_json(exc.status, str(exc), "invalid_request_error", exc.code, exc.param)
+
+
+def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+    return error_json(400, message, "invalid_request_error", "invalid_request", where or None)
+
+
+def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    response = error_json(exc.status_code, str(exc.detail), "invalid_request_error")
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
+    logging.getLogger("keel.server").error("unhandled error", exc_info=exc)
+    return error_json(500, f"internal error: {type(exc).__name__}", "server_error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(KeelError, _keel_error)
+    app.add_exception_handler(RequestError, _request_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)

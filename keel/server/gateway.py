@@ -1,0 +1,123 @@
+"""What every generation route shares: map a request onto keel's own options, enforce the
+operator's limits, start the generation off the event loop, and fold its events, recording
+metrics as it goes. Routes only translate shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import start_generation
+from ..errors import UnknownModelError
+from ..events import GenerationResponse, GenerationResult
+from ..models import REGISTRY, resolve_model
+from ..params import DEFAULT_MAX_NEW_TOKENS
+from ..runtime import load_location
+from ..stream import GenerationHandle
+from ..structured import validate_output
+from .config import ServerConfig
+from .errors import RequestError
+from .metrics import Metrics
+
+NORMAL_ENDINGS = {"stop", "length", "stop_string"}
+
+
+@dataclass
+class Outcome:
+    result: GenerationResult
+    last: GenerationResponse | None
+    value: Any  # the parsed value under a constraint, else None
+
+
+def stats(last: GenerationResponse | None) -> dict:
+    if last is None:
+        return {}
+    return {
+        "prompt_tokens": last.prompt_tokens,
+        "generation_tokens": last.generation_tokens,
+        "prompt_tokens_per_second": round(last.prompt_tps, 3),
+        "generation_tokens_per_second": round(last.generation_tps, 3),
+        "time_to_first_token": round(last.time_to_first_token, 6),
+        "peak_memory_gb": round(last.peak_memory, 3),
+        "prompt_reused": last.prompt_reused,
+        "prompt_truncated": last.prompt_truncated,
+        "cached": last.cached,
+    }
+
+
+class Gateway:
+    def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.served = resolve_model(config.model).name  # the id /v1/models lists
+
+    def location(self, model: str | None, size: str | None = None) -> dict:
+        """Library location options for a request's model name. Clients may name the
+        served model or a registry model, never a file path."""
+        if model is None:
+            return {"size": size} if size is not None else {"model": self.config.model}
+        if size is not None:
+            return {"model": model, "size": size}  # keel rejects the pair with a clear error
+        if model == self.served:
+            return {"model": self.config.model}
+        if model in REGISTRY:
+            return {"model": model}
+        known = ", ".join(sorted({self.served, *REGISTRY}))
+        raise UnknownModelError(f"unknown model {model!r}; this server has: {known}")
+
+    def max_tokens(self, prompt: str, requested: int | None) -> int:
+        """The operator's limits: prompt length, and how many new tokens may be asked for."""
+        if len(prompt) > self.config.max_prompt_chars:
+            raise RequestError(
+                400,
+                f"prompt has {len(prompt)} characters; this server accepts at most "
+                f"{self.config.max_prompt_chars}",
+                "prompt_too_long",
+                "prompt",
+            )
+        if requested is None:
+            return min(DEFAULT_MAX_NEW_TOKENS, self.config.max_tokens)
+        if requested > self.config.max_tokens:
+            raise RequestError(
+                400,
+                f"max_tokens={requested} is above this server's limit of {self.config.max_tokens}",
+                "max_tokens_too_large",
+                "max_tokens",
+            )
+        return requested
+
+    async def engine_for(self, location: dict):
+        """The loaded engine (loading it if needed), e.g. to render a chat template."""
+        loaded = await asyncio.to_thread(lambda: load_location(resolve_model(**location)))
+        return loaded.engine
+
+    async def start(self, prompt: str, **options) -> GenerationHandle:
+        """Validate, look up the cache and queue, off the event loop (it may load a model)."""
+        return await asyncio.to_thread(start_generation, prompt, **options)
+
+    async def events(self, handle: GenerationHandle, label: str) -> AsyncIterator:
+        """The handle's events; leaving early (a client gone) cancels the generation."""
+        last = None
+        try:
+            async for event in handle:
+                last = event
+                yield event
+        finally:
+            handle.close()
+            reason = last.finish_reason if last and last.finish_reason else "cancelled"
+            self.metrics.generation(label, last, reason)
+
+    async def run(self, label: str, prompt: str, **options) -> Outcome:
+        """Generate to the end; `label` names the model in metrics."""
+        handle = await self.start(prompt, **options)
+        last = None
+        async for event in self.events(handle, label):
+            last = event
+        result = await handle.aresult()
+        constraint = handle.constraint
+        value = (
+            validate_output(constraint, result.text, result.finish_reason) if constraint else None
+        )
+        return Outcome(result, last, value)

@@ -1,0 +1,93 @@
+"""Who may call and how much they may send, checked before any route runs (pure ASGI, so
+WebSockets and streaming bodies are covered too)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
+
+OPEN_PATHS = {"/health"}
+
+
+async def _reply(send, status: int, message: str, code: str, headers=()) -> None:
+    body = json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _presented_key(scope) -> str | None:
+    headers = dict(scope.get("headers") or [])
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    if scope["type"] == "websocket":  # browsers cannot set headers on a WebSocket
+        keys = parse_qs(scope.get("query_string", b"").decode()).get("api_key")
+        return keys[0] if keys else None
+    return None
+
+
+class GuardMiddleware:
+    def __init__(self, app, api_key: str | None, max_body_bytes: int) -> None:
+        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        if self.api_key and scope["path"] not in OPEN_PATHS:
+            key = _presented_key(scope)
+            if key is None or not hmac.compare_digest(key.encode(), self.api_key.encode()):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008, "reason": "bad API key"})
+                    return
+                message = "missing or wrong API key: send 'Authorization: Bearer <key>'"
+                return await _reply(
+                    send, 401, message, "invalid_api_key", [(b"www-authenticate", b"Bearer")]
+                )
+        if scope["type"] == "websocket":
+            return await self.app(scope, receive, send)
+        return await self._limit_body(scope, receive, send)
+
+    async def _limit_body(self, scope, receive, send):
+        limit = self.max_body_bytes
+        too_large = f"request body is larger than {limit} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _reply(send, 413, too_large, "body_too_large")
+        received = 0
+        started = False
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI passes HTTPException through body parsing
+                    raise HTTPException(413, too_large)
+            return message
+
+        async def tracked(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except HTTPException as exc:
+            if started or exc.status_code != 413:
+                raise
+            await _reply(send, 413, too_large, "body_too_large")

@@ -1,0 +1,214 @@
+"""keel's own routes: JSON in/out, SSE with token ids (event: token / complete / error),
+and a WebSocket that streams tokens and takes a cancel message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from time import perf_counter
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
+
+from ..errors import KeelError
+from ..events import GenerationResponse
+from .errors import ERROR_RESPONSES, RequestError, describe
+from .gateway import NORMAL_ENDINGS, Gateway, stats
+from .schemas import GenerateRequest
+
+router = APIRouter()
+
+_HINTS = {
+    "structured_output_failed": [
+        "raise max_new_tokens",
+        "bound string and number sizes in the schema (maxLength, maximum)",
+    ],
+    "generation_failed": ["retry the request", "shorten the prompt"],
+}
+_REASONS = {
+    "stop": "the model ended its answer",
+    "stop_string": "a stop string was generated",
+    "length": "max_new_tokens reached",
+    "cancelled": "cancelled",
+    "error": "the engine failed",
+}
+
+
+def _options(gateway: Gateway, body: GenerateRequest) -> tuple[str, dict]:
+    """(model name for metrics, keyword arguments for keel.start_generation)."""
+    options = body.model_dump(
+        exclude={"prompt", "max_new_tokens", "model", "size", "logprobs", "json_schema"}
+    )
+    if body.json_schema is not None:
+        options["schema"] = body.json_schema
+    options["include_logprobs"] = body.logprobs
+    options["max_new_tokens"] = gateway.max_tokens(body.prompt, body.max_new_tokens)
+    location = gateway.location(body.model, body.size)
+    options.update(location)
+    return str(location.get("model") or location.get("size")), options
+
+
+@router.post("/v1/generate", responses=ERROR_RESPONSES)
+async def generate(body: GenerateRequest, request: Request) -> dict:
+    """Generate to the end; the text, token ids, logprobs, stats and fingerprint."""
+    gateway: Gateway = request.app.state.gateway
+    model, options = _options(gateway, body)
+    outcome = await gateway.run(model, body.prompt, **options)
+    result = outcome.result
+    return {
+        "text": result.text,
+        "token_ids": list(result.tokens),
+        "logprobs": result.logprobs_dict(),
+        "finish_reason": result.finish_reason,
+        "stop_string": result.stop_string,
+        "value": outcome.value,
+        "stats": stats(outcome.last),
+        "fingerprint": result.fingerprint.digest if result.fingerprint else None,
+    }
+
+
+def _error_payload(exc: BaseException, tokens: int) -> dict:
+    code = describe(exc)[2]
+    return {
+        "error_type": code,
+        "message": str(exc),
+        "recovery_hints": _HINTS.get(code, []),
+        "tokens_before_error": tokens,
+    }
+
+
+def _complete(last: GenerationResponse, started: float) -> dict:
+    return {
+        "total_tokens": last.generation_tokens,
+        "prompt_tokens": last.prompt_tokens,
+        "total_time_ms": round((perf_counter() - started) * 1000, 3),
+        "tokens_per_second": round(last.generation_tps, 3),
+        "time_to_first_token_ms": round(last.time_to_first_token * 1000, 3),
+        "finish_reason": last.finish_reason,
+        "stop_string": last.stop_string,
+        "completed_normally": last.finish_reason in NORMAL_ENDINGS,
+        "completion_reason": _REASONS.get(last.finish_reason, last.finish_reason),
+        "cached": last.cached,
+        "fingerprint": last.fingerprint.digest if last.fingerprint else None,
+    }
+
+
+async def _sse_events(gateway: Gateway, handle, model: str, with_logprobs: bool):
+    started = perf_counter()
+    tokens = 0
+    try:
+        async for event in gateway.events(handle, model):
+            if event.token >= 0:
+                tokens += 1
+                data = {
+                    "token": event.text,
+                    "token_id": event.token,
+                    "position": event.generation_tokens,
+                    "cumulative_time_ms": round((perf_counter() - started) * 1000, 3),
+                }
+                if with_logprobs and event.logprobs is not None:
+                    data["logprobs"] = event.logprobs.to_dict()
+                yield {"event": "token", "data": json.dumps(data)}
+            if event.finish_reason == "error":
+                payload = _error_payload(KeelError(event.error or "generation failed"), tokens)
+                payload["error_type"] = "generation_failed"
+                yield {"event": "error", "data": json.dumps(payload)}
+            elif event.finish_reason is not None:
+                yield {"event": "complete", "data": json.dumps(_complete(event, started))}
+    except KeelError as exc:  # e.g. the output failed its constraint at the end
+        yield {"event": "error", "data": json.dumps(_error_payload(exc, tokens))}
+
+
+@router.post(
+    "/v1/stream",
+    responses={200: {"content": {"text/event-stream": {}}}, **ERROR_RESPONSES},
+    response_class=EventSourceResponse,
+)
+async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse:
+    """Server-sent events: one `token` event per sampled token, then `complete` (or
+    `error`). Closing the connection cancels the generation."""
+    gateway: Gateway = request.app.state.gateway
+    model, options = _options(gateway, body)
+    handle = await gateway.start(body.prompt, **options)  # refusals are plain JSON errors
+    return EventSourceResponse(
+        _sse_events(gateway, handle, model, body.logprobs),
+        ping=gateway.config.keepalive_seconds,
+    )
+
+
+# -- WebSocket ----------------------------------------------------------------------------
+
+
+def _is_cancel(message) -> bool:
+    return isinstance(message, dict) and message.get("type") == "cancel"
+
+
+async def _watch(websocket: WebSocket, handle, backlog: asyncio.Queue) -> None:
+    """Read client messages during a generation: cancel it, or keep the next request. A
+    client that goes away cancels it too."""
+    try:
+        while True:
+            message = await websocket.receive_json()
+            if _is_cancel(message):
+                handle.cancel()
+            else:
+                await backlog.put(message)
+    except (WebSocketDisconnect, json.JSONDecodeError, RuntimeError):
+        handle.cancel()
+
+
+async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -> None:
+    try:
+        body = GenerateRequest.model_validate(message)
+        model, options = _options(gateway, body)
+        handle = await gateway.start(body.prompt, **options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        await websocket.send_json(
+            {"type": "error", "code": "invalid_request", "message": f"{where}: {error['msg']}"}
+        )
+        return
+    except (KeelError, RequestError) as exc:
+        code = exc.code if isinstance(exc, RequestError) else describe(exc)[2]
+        await websocket.send_json({"type": "error", "code": code, "message": str(exc)})
+        return
+    watcher = asyncio.create_task(_watch(websocket, handle, backlog))
+    try:
+        async for event in gateway.events(handle, model):
+            reply = {
+                "type": "token",
+                "text": event.text,
+                "token_id": event.token if event.token >= 0 else None,
+            }
+            if body.logprobs and event.logprobs is not None:
+                reply["logprob"] = event.logprobs.to_dict()
+            if event.finish_reason is not None:
+                reply["finish_reason"] = event.finish_reason
+                reply["stats"] = stats(event)
+                reply["fingerprint"] = event.fingerprint.digest if event.fingerprint else None
+            await websocket.send_json(reply)
+    except KeelError as exc:
+        await websocket.send_json({"type": "error", "code": describe(exc)[2], "message": str(exc)})
+    finally:
+        watcher.cancel()
+        handle.close()
+
+
+@router.websocket("/v1/ws")
+async def websocket_route(websocket: WebSocket) -> None:
+    """Send a JSON request (the /v1/generate body); receive one message per token, the last
+    with finish_reason. Send {"type": "cancel"} to stop; then send the next request."""
+    await websocket.accept()
+    gateway: Gateway = websocket.app.state.gateway
+    backlog: asyncio.Queue = asyncio.Queue()
+    try:
+        while True:
+            message = backlog.get_nowait() if not backlog.empty() else None
+            if message is None:
+                message = await websocket.receive_json()
+            if not _is_cancel(message):  # a cancel with nothing running has nothing to do
+                await _serve_one(websocket, gateway, message, backlog)
+    except (WebSocketDisconnect, json.JSONDecodeError, RuntimeError, OSError):
+        return  # the client went away or sent something that is not JSON

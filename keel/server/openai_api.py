@@ -1,0 +1,283 @@
+"""OpenAI-compatible routes, so the official `openai` client (and tools built on it) work
+unchanged. /v1/completions takes the prompt raw, like generate(raw=True); the chat route
+renders the messages through the model's own chat template, like generate(prompt) does for
+one user message. system_fingerprint is keel's fingerprint digest."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+
+from ..errors import KeelError
+from ..models import REGISTRY
+from ..sampling import TokenLogprob
+from ..structured import build_constraint
+from ..structured.constraint import JSON_CLOSE, JSON_OPEN
+from ..structured.validate import json_body
+from .errors import ERROR_RESPONSES, RequestError, describe
+from .gateway import Gateway, stats
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, OpenAIRequest
+
+router = APIRouter()
+_FINISH = {"stop": "stop", "stop_string": "stop", "length": "length", "cancelled": "stop"}
+_STREAMING = {200: {"content": {"application/json": {}, "text/event-stream": {}}}}
+
+
+class JsonTagFilter:
+    """Passes on only the JSON between keel's output tags, as it streams: OpenAI clients
+    expect the bare JSON document as the message content."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._state = "before"
+
+    def feed(self, text: str) -> str:
+        self._buffer += text
+        if self._state == "before":
+            start = self._buffer.find(JSON_OPEN)
+            if start < 0:
+                return ""
+            self._buffer = self._buffer[start + len(JSON_OPEN) :]
+            self._state = "inside"
+        if self._state != "inside":
+            return ""
+        end = self._buffer.find(JSON_CLOSE)
+        if end >= 0:
+            out, self._buffer, self._state = self._buffer[:end], "", "after"
+            return out
+        held = next(
+            (n for n in range(len(JSON_CLOSE) - 1, 0, -1) if self._buffer.endswith(JSON_CLOSE[:n])),
+            0,
+        )
+        out = self._buffer[: len(self._buffer) - held]
+        self._buffer = self._buffer[len(out) :]
+        return out
+
+
+def _refuse_unsupported(body: OpenAIRequest) -> None:
+    if body.n != 1:
+        raise RequestError(400, "only n=1 is supported; send one request per seed", "n", "n")
+    if body.presence_penalty or body.frequency_penalty:
+        raise RequestError(
+            400,
+            "presence_penalty and frequency_penalty are not supported (they must be 0)",
+            "unsupported_parameter",
+        )
+
+
+def _response_format(body: OpenAIRequest) -> dict | None:
+    if body.response_format is None or body.response_format.type == "text":
+        return None
+    return body.response_format.model_dump(exclude_none=True)
+
+
+def _common(gateway: Gateway, body: OpenAIRequest, prompt_text: str, max_tokens) -> dict:
+    _refuse_unsupported(body)
+    return {
+        "raw": True,
+        "seed": body.seed,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "stop": body.stop,
+        "max_new_tokens": gateway.max_tokens(prompt_text, max_tokens),
+        "response_format": _response_format(body),
+        **gateway.location(body.model),
+    }
+
+
+def _usage(last) -> dict:
+    prompt = last.prompt_tokens if last else 0
+    completion = last.generation_tokens if last else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _content(text: str, json_mode: bool) -> str:
+    return json_body(text) if json_mode else text
+
+
+def _chat_logprob(entry: TokenLogprob) -> dict:
+    def item(text, logprob):
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    return {
+        **item(entry.text, entry.logprob),
+        "top_logprobs": [item(alt.text, alt.logprob) for alt in entry.top_logprobs],
+    }
+
+
+def _completion_logprobs(entries, offset: int = 0) -> dict:
+    tokens, values, tops, offsets = [], [], [], []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.text)
+        tokens.append(entry.text)
+        values.append(entry.logprob)
+        tops.append({alt.text: alt.logprob for alt in entry.top_logprobs})
+    return {
+        "tokens": tokens,
+        "token_logprobs": values,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
+
+
+def _envelope(kind: str, model: str, fingerprint) -> dict:
+    return {
+        "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": fingerprint.digest if fingerprint else None,
+    }
+
+
+async def _stream(gateway: Gateway, handle, model: str, body, chat: bool):
+    """OpenAI-style SSE: data-only chunks, an optional usage chunk, then [DONE]."""
+    head = _envelope(
+        "chat.completion.chunk" if chat else "text_completion", model, handle.fingerprint
+    )
+    with_usage = bool(body.stream_options and body.stream_options.include_usage)
+    extra = {"usage": None} if with_usage else {}
+    json_mode = _response_format(body) is not None
+    tags = JsonTagFilter() if json_mode else None
+    offset = 0
+
+    def chunk(text: str, entry, finish):
+        nonlocal offset
+        if chat:
+            delta = {"content": text} if text or finish is None else {}
+            logprobs = {"content": [_chat_logprob(entry)]} if entry else None
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        else:
+            logprobs = _completion_logprobs([entry], offset) if entry else None
+            choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+        offset += len(text)
+        return {"data": json.dumps({**head, "choices": [choice], **extra})}
+
+    if chat:
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
+        yield {"data": json.dumps({**head, "choices": [{**first, "finish_reason": None}], **extra})}
+    last = None
+    try:
+        async for event in gateway.events(handle, model):
+            last = event
+            text = tags.feed(event.text) if tags else event.text
+            entry = event.logprobs if event.token >= 0 else None
+            finish = _FINISH.get(event.finish_reason) if event.finish_reason else None
+            if event.finish_reason == "error":
+                raise KeelError(event.error or "generation failed")
+            if text or entry or finish:
+                yield chunk(text, entry, finish)
+    except KeelError as exc:
+        status, kind, code = describe(exc)
+        error = {"message": str(exc), "type": kind, "code": code, "status": status}
+        yield {"data": json.dumps({"error": error})}
+        return
+    if with_usage:
+        yield {"data": json.dumps({**head, "choices": [], "usage": _usage(last)})}
+    yield {"data": "[DONE]"}
+
+
+async def _respond(gateway: Gateway, body, prompt: str, options: dict, chat: bool):
+    model = body.model
+    if body.stream:
+        handle = await gateway.start(prompt, **options)
+        return EventSourceResponse(
+            _stream(gateway, handle, model, body, chat), ping=gateway.config.keepalive_seconds
+        )
+    outcome = await gateway.run(model, prompt, **options)
+    result = outcome.result
+    content = _content(result.text, options.get("response_format") is not None)
+    finish = _FINISH.get(result.finish_reason, result.finish_reason)
+    if chat:
+        logprobs = (
+            {"content": [_chat_logprob(entry) for entry in result.logprobs]}
+            if result.logprobs is not None
+            else None
+        )
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
+    else:
+        logprobs = _completion_logprobs(result.logprobs) if result.logprobs is not None else None
+        choice = {"index": 0, "text": content, "logprobs": logprobs, "finish_reason": finish}
+    kind = "chat.completion" if chat else "text_completion"
+    return {
+        **_envelope(kind, model, result.fingerprint),
+        "choices": [choice],
+        "usage": _usage(outcome.last),
+        "keel": {"token_ids": list(result.tokens), "stats": stats(outcome.last)},
+    }
+
+
+@router.post("/v1/completions", responses={**_STREAMING, **ERROR_RESPONSES})
+async def completions(body: CompletionRequest, request: Request):
+    """Text completion of a raw prompt (no chat template)."""
+    gateway: Gateway = request.app.state.gateway
+    if body.echo:
+        raise RequestError(400, "echo is not supported", "unsupported_parameter", "echo")
+    options = _common(gateway, body, body.prompt, body.max_tokens)
+    if body.logprobs is not None:
+        options.update(include_logprobs=True, top_logprobs=body.logprobs)
+    return await _respond(gateway, body, body.prompt, options, chat=False)
+
+
+def _message_text(message: ChatMessage) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    parts = []
+    for part in message.content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise RequestError(
+                400, "only text content parts are supported", "unsupported_content", "messages"
+            )
+        parts.append(part["text"])
+    return "".join(parts)
+
+
+@router.post("/v1/chat/completions", responses={**_STREAMING, **ERROR_RESPONSES})
+async def chat_completions(body: ChatCompletionRequest, request: Request):
+    """Chat completion: the messages go through the model's chat template."""
+    gateway: Gateway = request.app.state.gateway
+    messages = [{"role": m.role, "content": _message_text(m)} for m in body.messages]
+    options = _common(
+        gateway,
+        body,
+        "".join(m["content"] for m in messages),
+        body.max_completion_tokens or body.max_tokens,
+    )
+    if options["response_format"] is not None:
+        hint = build_constraint(response_format=options["response_format"]).prompt_hint
+        users = [m for m in messages if m["role"] == "user"]
+        if users:
+            users[-1]["content"] += hint
+    if body.logprobs:
+        options.update(include_logprobs=True, top_logprobs=body.top_logprobs or 0)
+    location = {key: options[key] for key in ("model", "size") if key in options}
+    engine = await gateway.engine_for(location)
+    prompt = engine.chat_text(messages)
+    return await _respond(gateway, body, prompt, options, chat=True)
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> dict:
+    """The served model first, then the registry's other models (loaded on first use)."""
+    gateway: Gateway = request.app.state.gateway
+    names = [gateway.served, *(name for name in REGISTRY if name != gateway.served)]
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "keel"} for name in names
+        ],
+    }

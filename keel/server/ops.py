@@ -1,0 +1,54 @@
+"""Operations routes: /health for load balancers and humans, /metrics for Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import runtime
+from ..scheduler import queue_depth
+
+router = APIRouter()
+
+
+def model_info(loaded: runtime.LoadedModel) -> dict:
+    """What an operator needs to know about a loaded model, shared with `keel models info`."""
+    engine = loaded.engine
+    return {
+        "name": loaded.identity.name,
+        "path": str(loaded.path),
+        "sha256": loaded.sha256,
+        "n_ctx": engine.n_ctx,
+        "slots": engine.slots,
+        "batch_sizes": list(engine.batch_sizes),
+        "prefix_reuse": engine.prefix_reuse,
+        "chat_template": engine.chat_template is not None,
+        "running": loaded.worker.busy,
+        "waiting": loaded.worker.waiting,
+    }
+
+
+@router.get(
+    "/health",
+    responses={503: {"description": "The model is still loading, or failed to load"}},
+)
+async def health(request: Request):
+    """503 while the served model loads (or if it failed), then the loaded models with
+    their batching self-check results and queue state."""
+    state = request.app.state.loading
+    if state["status"] != "ok":
+        return JSONResponse(state, status_code=503)
+    return {
+        "status": "ok",
+        "model": request.app.state.gateway.served,
+        "queue_depth": queue_depth(),
+        "models": [model_info(loaded) for loaded in runtime.loaded_models()],
+    }
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
