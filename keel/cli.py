@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
-from .api import stream_generate
-from .errors import KeelError
+from .api import start_generation
+from .errors import GenerationError, KeelError
 from .params import DEFAULT_SEED, EOS_MARKER
+from .structured import validate_output
+from .summary import summary
 
 
 def sampling_options(command):
@@ -24,25 +28,101 @@ def sampling_options(command):
         click.option("--stop", multiple=True, help="Stop string (repeatable)."),
         click.option("--model", default=None, help="Registry name or .gguf path."),
         click.option("--size", default=None, help="mini, small or large."),
+        click.option("--model-repo", default=None, help="Hugging Face repo or a directory."),
+        click.option("--model-filename", default=None, help="GGUF file in --model-repo."),
         click.option("--raw", is_flag=True, help="Skip the chat template."),
+        click.option("--schema", default=None, help="JSON Schema: a file or inline JSON."),
+        click.option("--regex", default=None, help="The output must fully match this regex."),
+        click.option("--choices", default=None, help="The output is one of: a,b,c."),
+        click.option("--logprobs", is_flag=True, help="Token log-probabilities (stderr or JSON)."),
+        click.option("--top-logprobs", type=int, default=5, show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON result."),
+        click.option("--verbose", is_flag=True, help="Speed and memory figures on stderr."),
+        click.option("--no-cache", is_flag=True, help="Bypass the result cache."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def stream_to_stdout(prompt: str, **options) -> None:
-    """Print pieces as they arrive; a keel error becomes one line on stderr, exit 1."""
-    options["stop"] = list(options["stop"]) or None
+def _schema(value: str | None):
+    if value is None:
+        return None
+    text = value if value.lstrip().startswith("{") else None
+    if text is None:
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            message = f"cannot read {value!r}: {exc.strerror}"
+            raise click.BadParameter(message, param_hint="--schema") from exc
     try:
-        for event in stream_generate(prompt, **options):
-            if event.finish_reason == "error":
-                raise KeelError(event.error)
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--schema") from exc
+
+
+def _library_options(options: dict) -> dict:
+    """Map CLI option names onto keel's keyword arguments."""
+    options = dict(options)
+    options["stop"] = list(options.pop("stop")) or None
+    options["schema"] = _schema(options["schema"])
+    choices = options.pop("choices")
+    options["choices"] = choices.split(",") if choices is not None else None
+    options["include_logprobs"] = options.pop("logprobs")
+    options["cache"] = not options.pop("no_cache")
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _print_logprobs(result) -> None:
+    for entry in result.logprobs or ():
+        click.echo(f"{entry.logprob:9.4f}  {entry.token_id:>7}  {entry.text!r}", err=True)
+
+
+def _print_verbose(last) -> None:
+    """mlx-lm style figures."""
+    if last is None:
+        return
+    click.echo("==========", err=True)
+    click.echo(
+        f"Prompt: {last.prompt_tokens} tokens, {last.prompt_tps:.3f} tokens-per-sec", err=True
+    )
+    click.echo(
+        f"Generation: {last.generation_tokens} tokens, {last.generation_tps:.3f} tokens-per-sec",
+        err=True,
+    )
+    click.echo(f"Peak memory: {last.peak_memory:.3f} GB", err=True)
+
+
+def stream_to_stdout(prompt: str, **options) -> None:
+    """Print pieces as they arrive (or one JSON result); a keel error becomes one line on
+    stderr and exit status 1."""
+    as_json, verbose = options.pop("as_json"), options.pop("verbose")
+    options = _library_options(options)
+    last = None
+    try:
+        with start_generation(prompt, **options) as handle:
+            for event in handle:
+                last = event
+                if event.finish_reason == "error":
+                    raise GenerationError(event.error or "generation failed")
+                if not as_json:
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+            result = handle.result()
+        constraint = handle.constraint
+        value = (
+            validate_output(constraint, result.text, result.finish_reason) if constraint else None
+        )
     except (KeelError, NotImplementedError) as exc:
         raise click.ClickException(str(exc)) from exc
-    sys.stdout.write("\n")
+    if as_json:
+        click.echo(json.dumps(summary(result, last, value), ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+        if options.get("include_logprobs"):
+            _print_logprobs(result)
+    if verbose:
+        _print_verbose(last)
 
 
 @click.group()
@@ -52,10 +132,14 @@ def main() -> None:
 
 
 @main.command("generate")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @sampling_options
-def generate_command(prompt: str, **options) -> None:
-    """Generate text for PROMPT, streamed to stdout."""
+def generate_command(prompt: str | None, **options) -> None:
+    """Generate text for PROMPT (read from stdin when omitted), streamed to stdout."""
+    if prompt is None:
+        if sys.stdin.isatty():
+            raise click.UsageError("give a PROMPT, or pipe one on stdin")
+        prompt = sys.stdin.read()
     stream_to_stdout(prompt, **options)
 
 
@@ -107,3 +191,155 @@ def cache_prune(max_mb: float | None) -> None:
     limit = None if max_mb is None else int(max_mb * 2**20)
     removed = _cache_or_exit().prune(limit)
     click.echo(f"removed {removed} entries")
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+@main.group("models")
+def models_group() -> None:
+    """List, inspect, locate, preload and download models."""
+
+
+def _location_options(command):
+    options = [
+        click.option("--model-repo", default=None, help="Hugging Face repo or a directory."),
+        click.option("--model-filename", default=None, help="GGUF file in --model-repo."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _fetch(name: str | None, model_repo: str | None = None, model_filename: str | None = None):
+    """The model's file, assembling or downloading it now with a progress bar."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from .models import SIZES, fetch_model
+
+    name = SIZES.get(name, name)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"assembling {name}", total=None)
+        return fetch_model(
+            name,
+            model_repo,
+            model_filename,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _errors_as_one_line(function):
+    """Keel errors in a `models` command end as one line on stderr, exit status 1."""
+
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except KeelError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    run.__name__, run.__doc__ = function.__name__, function.__doc__
+    return run
+
+
+@models_group.command("list")
+def models_list() -> None:
+    """The registry: name, size, where each model stands (nothing is fetched)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import REGISTRY, model_status
+    from .models.registry import DEFAULT_MODEL
+
+    table = Table("name", "size", "description", "status")
+    for spec in REGISTRY.values():
+        name = f"{spec.name} (default)" if spec.name == DEFAULT_MODEL else spec.name
+        table.add_row(name, spec.size, spec.description, model_status(spec))
+    Console(width=200).print(table)
+
+
+@models_group.command("path")
+@click.argument("name", required=False)
+@_location_options
+@_errors_as_one_line
+def models_path(name, model_repo, model_filename) -> None:
+    """Print the GGUF file of NAME (default: the default model), fetching it if needed."""
+    click.echo(_fetch(name, model_repo, model_filename).path)
+
+
+@models_group.command("download")
+@click.argument("name", required=False)
+@_location_options
+@_errors_as_one_line
+def models_download(name, model_repo, model_filename) -> None:
+    """Fetch NAME (or --model-repo/--model-filename) now, even with downloads off."""
+    location = _fetch(name, model_repo, model_filename)
+    click.echo(f"{location.name}: {location.path}")
+
+
+@models_group.command("info")
+@click.argument("name", required=False)
+@_location_options
+@_errors_as_one_line
+def models_info(name, model_repo, model_filename) -> None:
+    """Load NAME and print what keel knows of it as JSON: sha256, context, slots, the batch
+    sizes its self-check proved exact, prefix reuse."""
+    from .runtime import load_location
+
+    loaded = load_location(_fetch(name, model_repo, model_filename))
+    click.echo(json.dumps(loaded.info(), indent=2))
+
+
+@models_group.command("preload")
+@click.argument("names", nargs=-1)
+@_errors_as_one_line
+def models_preload(names) -> None:
+    """Load NAMES (default: the default model) once, so first requests are fast: assembles
+    chunks, hashes the file and runs the batching self-check, all remembered on disk."""
+    from .runtime import load_location
+
+    for name in names or (None,):
+        loaded = load_location(_fetch(name))
+        info = loaded.info()
+        click.echo(f"{info['name']}: ready (batch sizes {info['batch_sizes']})")
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--model", default=None, help="Model served by default (name or .gguf path).")
+@click.option("--api-key", default=None, help="Require this Bearer key (or KEEL_API_KEY).")
+@click.option("--max-tokens", type=int, default=None, help="Most new tokens per request.")
+@click.option("--max-prompt-chars", type=int, default=None, help="Longest prompt accepted.")
+@click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
+@click.option("--log-level", default="info", show_default=True)
+@_errors_as_one_line
+def serve(host, port, model, api_key, max_tokens, max_prompt_chars, max_body_bytes, log_level):
+    """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
+    import uvicorn
+
+    from .server import ServerConfig, create_app
+
+    config = ServerConfig.from_env(
+        model=model,
+        api_key=api_key,
+        max_tokens=max_tokens,
+        max_prompt_chars=max_prompt_chars,
+        max_body_bytes=max_body_bytes,
+    )
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

@@ -55,6 +55,23 @@ class LoadedModel:
     def path(self) -> Path:
         return self.identity.path
 
+    def info(self) -> dict:
+        """What an operator needs to know (`keel models info`, the server's /health)."""
+        engine = self.engine
+        return {
+            "name": self.identity.name,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "n_ctx": engine.n_ctx,
+            "threads": engine.n_threads,
+            "slots": engine.slots,
+            "batch_sizes": list(engine.batch_sizes),
+            "prefix_reuse": engine.prefix_reuse,
+            "chat_template": engine.chat_template is not None,
+            "running": self.worker.busy,
+            "waiting": self.worker.waiting,
+        }
+
 
 def identify(location: ModelLocation) -> ModelIdentity:
     context = ContextSettings(n_ctx=settings().n_ctx)

@@ -120,6 +120,7 @@ class LlamaEngine:
         self.path = path
         self.context = context
         self.slots = slots
+        self.n_threads = n_threads
         model_params = lib.llama_model_default_params()
         model_params.n_gpu_layers = 0
         self._model = lib.llama_model_load_from_file(str(path).encode(), model_params)

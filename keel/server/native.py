@@ -13,8 +13,9 @@ from sse_starlette import EventSourceResponse
 
 from ..errors import KeelError
 from ..events import GenerationResponse
+from ..summary import stats, summary
 from .errors import ERROR_RESPONSES, RequestError, describe
-from .gateway import NORMAL_ENDINGS, Gateway, stats
+from .gateway import NORMAL_ENDINGS, Gateway
 from .schemas import GenerateRequest
 
 router = APIRouter()
@@ -55,17 +56,7 @@ async def generate(body: GenerateRequest, request: Request) -> dict:
     gateway: Gateway = request.app.state.gateway
     model, options = _options(gateway, body)
     outcome = await gateway.run(model, body.prompt, **options)
-    result = outcome.result
-    return {
-        "text": result.text,
-        "token_ids": list(result.tokens),
-        "logprobs": result.logprobs_dict(),
-        "finish_reason": result.finish_reason,
-        "stop_string": result.stop_string,
-        "value": outcome.value,
-        "stats": stats(outcome.last),
-        "fingerprint": result.fingerprint.digest if result.fingerprint else None,
-    }
+    return summary(outcome.result, outcome.last, outcome.value)
 
 
 def _error_payload(exc: BaseException, tokens: int) -> dict:

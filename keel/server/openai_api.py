@@ -18,8 +18,9 @@ from ..sampling import TokenLogprob
 from ..structured import build_constraint
 from ..structured.constraint import JSON_CLOSE, JSON_OPEN
 from ..structured.validate import json_body
+from ..summary import stats
 from .errors import ERROR_RESPONSES, RequestError, describe
-from .gateway import Gateway, stats
+from .gateway import Gateway
 from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, OpenAIRequest
 
 router = APIRouter()

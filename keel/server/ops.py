@@ -12,23 +12,6 @@ from ..scheduler import queue_depth
 router = APIRouter()
 
 
-def model_info(loaded: runtime.LoadedModel) -> dict:
-    """What an operator needs to know about a loaded model, shared with `keel models info`."""
-    engine = loaded.engine
-    return {
-        "name": loaded.identity.name,
-        "path": str(loaded.path),
-        "sha256": loaded.sha256,
-        "n_ctx": engine.n_ctx,
-        "slots": engine.slots,
-        "batch_sizes": list(engine.batch_sizes),
-        "prefix_reuse": engine.prefix_reuse,
-        "chat_template": engine.chat_template is not None,
-        "running": loaded.worker.busy,
-        "waiting": loaded.worker.waiting,
-    }
-
-
 @router.get(
     "/health",
     responses={503: {"description": "The model is still loading, or failed to load"}},
@@ -43,7 +26,7 @@ async def health(request: Request):
         "status": "ok",
         "model": request.app.state.gateway.served,
         "queue_depth": queue_depth(),
-        "models": [model_info(loaded) for loaded in runtime.loaded_models()],
+        "models": [loaded.info() for loaded in runtime.loaded_models()],
     }
 
 
