@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,17 @@ def test_missing_remote_file_is_a_clear_error(hub, tmp_path):
     )
     assert out.returncode != 0
     assert "ModelNotAvailableError" in out.stderr and "absent.gguf" in out.stderr
+
+
+def test_keel_models_download_fetches_on_request(hub, tmp_path):
+    """An explicit download command fetches even with KEEL_ALLOW_DOWNLOADS off."""
+    endpoint, _ = hub
+    keel_cli = os.path.join(os.path.dirname(sys.executable), "keel")
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("KEEL_ALLOW_DOWNLOADS", None)
+    args = [keel_cli, "models", "download", "--model-repo", REPO, "--model-filename", FILENAME]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip().split(": ", 1)[1]
+    assert Path(path).read_bytes() == resolve_model("smollm2-135m").path.read_bytes()

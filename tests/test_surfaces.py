@@ -57,7 +57,8 @@ def test_queue_full_is_a_typed_error_with_a_retry_hint(monkeypatch):
     monkeypatch.setenv("KEEL_QUEUE_DEPTH", "1")
     monkeypatch.setenv("KEEL_SLOTS", "1")  # one generation at a time, so the next one waits
     running = keel.start_generation(PROMPT, max_new_tokens=300)
-    next(iter(running))  # the worker is busy with it
+    events = iter(running)  # kept: a dropped iterator would cancel its generation
+    next(events)  # the worker is busy with it
     waiting = keel.start_generation(PROMPT, max_new_tokens=300, seed=1)
     with pytest.raises(keel.QueueFullError) as caught:
         keel.start_generation(PROMPT, max_new_tokens=300, seed=2)
