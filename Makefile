@@ -36,6 +36,8 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py
 	$(PY) bench/structured.py
 	$(PY) bench/cache.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/server.py
 
 clean:
 	rm -rf $(VENV)

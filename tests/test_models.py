@@ -8,7 +8,9 @@ import pytest
 import keel
 from keel.config import settings
 from keel.errors import InvalidParameterError, ModelLoadError, ModelNotAvailableError
-from keel.models import REGISTRY, model_sha256, resolve_model
+from keel.models import REGISTRY, fetch_model, model_sha256, resolve_model
+
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,19 @@ def test_default_model_is_smollm2():
 def test_gemma_is_assembled_once_into_the_cache_dir():
     location = resolve_model("gemma3-270m")
     assert location.path.parent == settings().cache_dir / "models"
-    assert model_sha256(location.path) == (
-        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-    )
+    assert model_sha256(location.path) == GEMMA_SHA256
     assert not list(location.path.parent.glob("*.partial"))
+
+
+def test_assembling_reports_progress_and_checks_the_digest(monkeypatch, tmp_path):
+    monkeypatch.setenv("KEEL_CACHE_DIR", str(tmp_path))
+    seen = []
+    location = fetch_model("gemma3-270m", progress=lambda done, total: seen.append((done, total)))
+    assert location.path.parent == tmp_path / "models"
+    size = location.path.stat().st_size
+    assert seen[-1] == (size, size) and len(seen) > 1
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert model_sha256(location.path) == GEMMA_SHA256
 
 
 def test_unknown_model_and_size_are_typed_errors():

@@ -135,6 +135,10 @@ def test_websocket_streams_cancels_and_serves_the_next_request(url):
 
         ws.send(json.dumps({"prompt": "Hi", "max_new_tokens": 0}))
         assert json.loads(ws.recv())["type"] == "error"
+        ws.send("not json")
+        assert json.loads(ws.recv())["type"] == "error"
+        ws.send(json.dumps({"prompt": "Hi", "max_new_tokens": 1}))
+        assert json.loads(ws.recv())["finish_reason"] is not None
 
 
 def test_openai_client_completions_and_chat(url):

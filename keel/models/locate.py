@@ -181,8 +181,8 @@ def fetch_model(
     """Make a model's file present now: assemble chunks (reporting progress) or download
     from the hub even when KEEL_ALLOW_DOWNLOADS is off: the caller asked explicitly."""
     if model_repo is not None or model_filename is not None:
-        if not model_repo or not model_filename:
-            raise InvalidParameterError("model_repo and model_filename must be given together")
+        if not model_repo or not model_filename or Path(model_repo).expanduser().is_dir():
+            return resolve_model(model_repo=model_repo, model_filename=model_filename)
         filename = _safe_filename(model_filename)
         return ModelLocation(f"{model_repo}/{filename}", _from_hub(model_repo, filename, True))
     spec = REGISTRY.get(model or DEFAULT_MODEL)

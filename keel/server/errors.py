@@ -48,20 +48,23 @@ def error_json(status: int, message: str, kind: str, code: str | None = None, pa
     return JSONResponse(body, status_code=status)
 
 
+# Most specific first: UnknownModelError is an InvalidParameterError, ModelLoadError a
+# ModelNotAvailableError.
+_STATUS = (
+    (QueueFullError, 429, "rate_limit_error", "queue_full"),
+    (UnknownModelError, 404, "invalid_request_error", "model_not_found"),
+    (StructuredOutputError, 422, "invalid_request_error", "structured_output_failed"),
+    (InvalidParameterError, 400, "invalid_request_error", "invalid_parameter"),
+    (ModelNotAvailableError, 503, "server_error", "model_not_available"),
+    (GenerationError, 500, "server_error", "generation_failed"),
+)
+
+
 def describe(exc: BaseException) -> tuple[int, str, str]:
     """(status, type, code) for a keel error."""
-    if isinstance(exc, QueueFullError):
-        return 429, "rate_limit_error", "queue_full"
-    if isinstance(exc, UnknownModelError):
-        return 404, "invalid_request_error", "model_not_found"
-    if isinstance(exc, StructuredOutputError):
-        return 422, "invalid_request_error", "structured_output_failed"
-    if isinstance(exc, InvalidParameterError):
-        return 400, "invalid_request_error", "invalid_parameter"
-    if isinstance(exc, ModelNotAvailableError):
-        return 503, "server_error", "model_not_available"
-    if isinstance(exc, GenerationError):
-        return 500, "server_error", "generation_failed"
+    for kind, status, error_type, code in _STATUS:
+        if isinstance(exc, kind):
+            return status, error_type, code
     return 500, "server_error", "internal_error"
 
 

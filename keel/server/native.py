@@ -131,6 +131,16 @@ async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse
 # -- WebSocket ----------------------------------------------------------------------------
 
 
+async def _receive(websocket: WebSocket):
+    """The next client message; text that is not JSON becomes a marker that request
+    handling answers with an error, so the client gets a reply, not a closed socket."""
+    text = await websocket.receive_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"invalid_json": text[:100]}
+
+
 def _is_cancel(message) -> bool:
     return isinstance(message, dict) and message.get("type") == "cancel"
 
@@ -140,16 +150,21 @@ async def _watch(websocket: WebSocket, handle, backlog: asyncio.Queue) -> None:
     client that goes away cancels it too."""
     try:
         while True:
-            message = await websocket.receive_json()
+            message = await _receive(websocket)
             if _is_cancel(message):
                 handle.cancel()
             else:
                 await backlog.put(message)
-    except (WebSocketDisconnect, json.JSONDecodeError, RuntimeError):
+    except (WebSocketDisconnect, RuntimeError):
         handle.cancel()
 
 
 async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -> None:
+    if isinstance(message, dict) and "invalid_json" in message:
+        await websocket.send_json(
+            {"type": "error", "code": "invalid_json", "message": "the message is not JSON"}
+        )
+        return
     try:
         body = GenerateRequest.model_validate(message)
         model, options = _options(gateway, body)
@@ -198,8 +213,8 @@ async def websocket_route(websocket: WebSocket) -> None:
         while True:
             message = backlog.get_nowait() if not backlog.empty() else None
             if message is None:
-                message = await websocket.receive_json()
+                message = await _receive(websocket)
             if not _is_cancel(message):  # a cancel with nothing running has nothing to do
                 await _serve_one(websocket, gateway, message, backlog)
-    except (WebSocketDisconnect, json.JSONDecodeError, RuntimeError, OSError):
-        return  # the client went away or sent something that is not JSON
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return  # the client went away

@@ -1,0 +1,5 @@
+"""`python -m keel ...` is the `keel` command."""
+
+from .cli import main
+
+main()
