@@ -205,6 +205,13 @@ def test_openai_response_format_json_schema(url):
     )
     content = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
     assert content == chat.choices[0].message.content
+    any_json = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=messages,
+        max_tokens=60,
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(any_json.choices[0].message.content), dict)
 
 
 def test_openai_models_and_unknown_model(url):
