@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 import warnings
+from collections.abc import Generator
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -108,13 +109,17 @@ class Sequence:
             **self._stats,
         )
 
-    def prefill(self, slot: int, submitted: float) -> GenerationResponse | None:
-        """Feed the prompt into `slot`; None when ready to sample, else the final error
-        event. Time to first token counts from `submitted`."""
+    def prefill(
+        self, slot: int, submitted: float
+    ) -> Generator[None, None, GenerationResponse | None]:
+        """Feed the prompt into `slot`, pausing between chunks; returns None when ready to
+        sample, else the final error event. Time to first token counts from `submitted`."""
         self._started = submitted
         prefill_start = perf_counter()
         try:
-            self._stats["prompt_reused"] = self.engine.prefill(self.prompt.tokens, slot)
+            self._stats["prompt_reused"] = yield from self.engine.prefill_steps(
+                self.prompt.tokens, slot
+            )
         except GenerationError as exc:
             return self.failed(exc)
         self._decoding = perf_counter()

@@ -1,8 +1,9 @@
 """One worker thread per loaded model owns its llama.cpp context; callers submit jobs.
 
-The worker keeps up to `engine.slots` generations in flight: it prefills a newly admitted
-one into a free slot, then decodes the pending tokens of all of them, batched in groups of
-proven sizes, and pushes each event into its job's channel. Consumers in any thread or
+The worker keeps up to `engine.slots` generations in flight. Each round it gives queued
+jobs free slots, advances the oldest prefill by one chunk, then decodes the pending tokens
+of all running sequences, batched in groups of proven sizes, and pushes each event into
+its job's channel. Consumers in any thread or
 event loop read at their own pace; a consumer that stops early cancels its job, which ends
 before its next token and frees the slot.
 """
@@ -13,7 +14,7 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from time import perf_counter
 
 from .config import positive_int
@@ -115,7 +116,8 @@ class Worker:
         self.engine = engine
         self._queue: queue.Queue[Job] = queue.Queue()
         self._submit_lock = threading.Lock()
-        self._active: dict[int, Job] = {}  # slot -> job
+        self._active: dict[int, Job] = {}  # slot -> job (prefilling or decoding)
+        self._prefills: dict[int, Generator] = {}  # slot -> its paused prefill, oldest first
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
@@ -147,14 +149,19 @@ class Worker:
 
     def _serve(self) -> None:
         while True:
-            self._admit()
-            for slot, job in list(self._active.items()):
-                if job.cancelled.is_set():
-                    self._finish(slot, job.sequence.cancelled())
-            self._step()
+            try:
+                self._admit()
+                for slot, job in list(self._active.items()):
+                    if job.cancelled.is_set():
+                        self._finish(slot, job.sequence.cancelled())
+                self._prefill_one_chunk()
+                self._step()
+            except BaseException as exc:  # a bug: fail what is running, never hang callers
+                for slot in list(self._active):
+                    self._finish(slot, error=exc)
 
     def _admit(self) -> None:
-        """Start queued jobs while slots are free; wait for one when nothing is running."""
+        """Give queued jobs free slots; wait for one when nothing is running."""
         while len(self._active) < self.engine.slots:
             try:
                 job = self._queue.get(block=not self._active)
@@ -165,16 +172,29 @@ class Worker:
                 continue
             slot = self._pick_slot(job.sequence)
             self._active[slot] = job
-            try:
-                failure = job.sequence.prefill(slot, job.submitted)
-                if failure is not None:
-                    self._finish(slot, failure)
-                elif job.cancelled.is_set():
-                    self._finish(slot, job.sequence.cancelled())
-                elif job.emit(job.sequence.advance(self.engine.prompt_logits(slot))):
-                    self._finish(slot)
-            except BaseException as exc:  # a bug, not a model failure: tell the consumer
-                self._finish(slot, error=exc)
+            self._prefills[slot] = job.sequence.prefill(slot, job.submitted)
+
+    def _prefill_one_chunk(self) -> None:
+        """Advance the oldest prefill by one chunk, so a long prompt never stalls the
+        sequences already streaming for longer than one chunk; a finished prefill
+        samples its first token."""
+        if not self._prefills:
+            return
+        slot, steps = next(iter(self._prefills.items()))
+        job = self._active[slot]
+        try:
+            next(steps)
+            return
+        except StopIteration as done:
+            failure = done.value
+        except BaseException as exc:  # a bug, not a model failure: tell the consumer
+            self._finish(slot, error=exc)
+            return
+        del self._prefills[slot]
+        if failure is not None:
+            self._finish(slot, failure)
+        elif job.emit(job.sequence.advance(self.engine.prompt_logits(slot))):
+            self._finish(slot)
 
     def _pick_slot(self, sequence: Sequence) -> int:
         """The free slot that can reuse most of the prompt's KV; else the lowest free one,
@@ -211,6 +231,9 @@ class Worker:
         self, slot: int, event: GenerationResponse | None = None, error: BaseException | None = None
     ) -> None:
         job = self._active.pop(slot)
+        steps = self._prefills.pop(slot, None)
+        if steps is not None:
+            steps.close()
         if event is not None:
             job.emit(event)
         job.end(error)

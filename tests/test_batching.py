@@ -1,6 +1,8 @@
 """Continuous batching must be invisible: sequences decoded together give exactly what they
 give alone, and batching happens only at sizes the load-time self-check proved."""
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import keel
@@ -51,3 +53,29 @@ def test_one_slot_context_gives_the_same_text(monkeypatch):
     one = load_location(resolve_model("smollm2-135m"))
     assert one.engine.slots == 1 and one.engine.batch_sizes == (1,)
     assert keel.generate(PROMPT, **kwargs) == many
+
+
+def test_a_long_prefill_does_not_stall_running_streams():
+    """Prompts are prefilled one 512-token chunk per round, between decode steps of the
+    sequences already streaming, so their longest pause is about one chunk, not the whole
+    prompt."""
+    engine = load_location(resolve_model("smollm2-135m")).engine
+    long_prompt = "The keeper climbed the stairs and lit the lamp. " * 140
+    assert len(engine.prompt_tokens(long_prompt, raw=True)) > 2 * 512
+    arrivals = []
+    running = keel.start_generation("Tell me a long story.", max_new_tokens=400, temperature=1)
+    consumer = threading.Thread(
+        target=lambda: arrivals.extend(time.perf_counter() for _ in running), daemon=True
+    )
+    consumer.start()
+    while len(arrivals) < 3:
+        time.sleep(0.01)
+    submitted = time.perf_counter()
+    events = list(keel.stream_generate(long_prompt, raw=True, max_new_tokens=1))
+    first_token = submitted + events[-1].time_to_first_token
+    running.cancel()
+    consumer.join()
+    during = [t for t in arrivals if submitted <= t <= first_token]
+    gaps = [b - a for a, b in zip([submitted, *during], [*during, first_token], strict=True)]
+    assert len(during) >= 2  # the stream went on while the long prompt was prefilled
+    assert max(gaps) < 0.7 * (first_token - submitted)

@@ -14,6 +14,7 @@ import ctypes
 import importlib.util
 import json
 import sys
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -322,7 +323,10 @@ class LlamaEngine:
             count += 1
         return count
 
-    def _prefill_from(self, tokens: list[int], first_chunk: int, slot: int) -> None:
+    def _prefill_chunks(self, tokens: list[int], first_chunk: int, slot: int) -> Iterator[None]:
+        """Decode the prompt from `first_chunk` on, pausing (yield) between chunks so the
+        worker can decode other sequences meanwhile; their KV streams are separate, so the
+        pauses change nothing."""
         if first_chunk == 0:
             self.clear(slot)
         else:
@@ -330,12 +334,18 @@ class LlamaEngine:
         self._prefilled[slot] = self._prompt[slot] = []
         self._prompt_logits[slot] = None
         last = len(tokens)
-        for start in range(first_chunk * CHUNK, last, CHUNK):
+        for index, start in enumerate(range(first_chunk * CHUNK, last, CHUNK)):
+            if index:
+                yield
             chunk = tokens[start : start + CHUNK]
             self._decode([(t, start + i, slot) for i, t in enumerate(chunk)], all_logits=False)
         self._prefilled[slot] = tokens[: (last // CHUNK) * CHUNK]
         self._prompt[slot] = list(tokens)
         self._prompt_logits[slot] = self.logits().copy()
+
+    def _prefill_from(self, tokens: list[int], first_chunk: int, slot: int) -> None:
+        for _ in self._prefill_chunks(tokens, first_chunk, slot):
+            pass
 
     def _prove_reuse(self, tokens: list[int], chunks: int, slot: int) -> bool:
         """Warm prefill must equal cold prefill bit for bit: compare the last logits of a
@@ -346,12 +356,13 @@ class LlamaEngine:
         self._prefill_from(tokens, chunks, slot)
         return bool(np.array_equal(cold, self.logits()))
 
-    def prefill(self, tokens: list[int], slot: int = 0) -> int:
+    def prefill_steps(self, tokens: list[int], slot: int = 0) -> Generator[None, None, int]:
         """Feed the prompt into `slot` from position 0 in fixed CHUNK-sized, aligned
-        pieces, reusing whole chunks already in the slot's KV once this model and build
-        have proven that a warm prefill equals a cold one. The same whole prompt as the slot's
-        last one is not decoded at all: its KV is kept (generated tokens dropped) and its
-        logits were saved. Returns the reused token count; prompt_logits() has the logits."""
+        pieces, pausing between chunks, and reusing whole chunks already in the slot's KV
+        once this model and build have proven that a warm prefill equals a cold one. The
+        same whole prompt as the slot's last one is not decoded at all: its KV is kept
+        (generated tokens dropped) and its logits were saved. Returns the reused token
+        count; prompt_logits() then has the logits."""
         if tokens == self._prompt[slot] and self.rewind(slot, len(tokens)):
             return len(tokens)
         chunks = self._reusable_chunks(tokens, slot) if self.prefix_reuse is not False else 0
@@ -365,8 +376,17 @@ class LlamaEngine:
                 == "equal"
             )
             chunks = chunks if self.prefix_reuse else 0
-        self._prefill_from(tokens, chunks, slot)  # a failed decode leaves nothing reusable
+        yield from self._prefill_chunks(tokens, chunks, slot)  # failing leaves nothing reusable
         return chunks * CHUNK
+
+    def prefill(self, tokens: list[int], slot: int = 0) -> int:
+        """prefill_steps without pauses."""
+        steps = self.prefill_steps(tokens, slot)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
 
     def prompt_logits(self, slot: int = 0) -> np.ndarray:
         """The logits after the slot's prompt (a copy kept for exact-prompt reuse)."""

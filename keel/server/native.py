@@ -10,8 +10,9 @@ from time import perf_counter
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
-from ..errors import KeelError
+from ..errors import GenerationError, KeelError
 from ..events import GenerationResponse
 from ..summary import stats, summary
 from .errors import ERROR_RESPONSES, RequestError, describe
@@ -102,9 +103,8 @@ async def _sse_events(gateway: Gateway, handle, model: str, with_logprobs: bool)
                     data["logprobs"] = event.logprobs.to_dict()
                 yield {"event": "token", "data": json.dumps(data)}
             if event.finish_reason == "error":
-                payload = _error_payload(KeelError(event.error or "generation failed"), tokens)
-                payload["error_type"] = "generation_failed"
-                yield {"event": "error", "data": json.dumps(payload)}
+                failure = GenerationError(event.error or "generation failed")
+                yield {"event": "error", "data": json.dumps(_error_payload(failure, tokens))}
             elif event.finish_reason is not None:
                 yield {"event": "complete", "data": json.dumps(_complete(event, started))}
     except KeelError as exc:  # e.g. the output failed its constraint at the end
@@ -125,6 +125,7 @@ async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse
     return EventSourceResponse(
         _sse_events(gateway, handle, model, body.logprobs),
         ping=gateway.config.keepalive_seconds,
+        background=BackgroundTask(handle.close),  # also if the stream never started
     )
 
 

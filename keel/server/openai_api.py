@@ -11,6 +11,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from ..errors import KeelError
 from ..models import REGISTRY
@@ -192,7 +193,9 @@ async def _respond(gateway: Gateway, body, prompt: str, options: dict, chat: boo
     if body.stream:
         handle = await gateway.start(prompt, **options)
         return EventSourceResponse(
-            _stream(gateway, handle, model, body, chat), ping=gateway.config.keepalive_seconds
+            _stream(gateway, handle, model, body, chat),
+            ping=gateway.config.keepalive_seconds,
+            background=BackgroundTask(handle.close),  # also if the stream never started
         )
     outcome = await gateway.run(model, prompt, **options)
     result = outcome.result
