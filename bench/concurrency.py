@@ -9,7 +9,7 @@
 2. Prefill time of a ~1,500-token prompt cold vs. with a warm 1,024-token prefix (two
    whole chunks reused), median of REPEATS.
 
-Usage: python bench/concurrency.py   (BENCH_REPEATS=N)
+Usage: python bench/concurrency.py   (BENCH_REPEATS=N, BENCH_ROUNDS=N, BENCH_NEW_TOKENS=N)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from keel.models import resolve_model
 from keel.runtime import load_location
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # serial/concurrent pairs per row
 MODELS = ["smollm2-135m", "gemma3-270m"]
 PROMPT = "Write a short story about a lighthouse."
 NEW_TOKENS = int(os.environ.get("BENCH_NEW_TOKENS", "64"))
@@ -44,17 +45,19 @@ def request(model: str, index: int, distinct: bool, round_: int = 0) -> int:
     return sum(1 for _ in events)
 
 
-def throughput(model: str, concurrency: int, distinct: bool) -> tuple[float, float, float]:
+def throughput(
+    model: str, concurrency: int, distinct: bool, round_: int
+) -> tuple[float, float, float]:
     """(serial tokens/s, concurrent tokens/s, mean decode batch) for `concurrency` requests."""
     worker = load_location(resolve_model(model)).worker
     start = time.perf_counter()
-    serial_tokens = sum(request(model, i, distinct, 1) for i in range(concurrency))
+    serial_tokens = sum(request(model, i, distinct, 2 * round_) for i in range(concurrency))
     serial = serial_tokens / (time.perf_counter() - start)
     calls, tokens = worker.decode_calls, worker.decoded_tokens
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         concurrent_tokens = sum(
-            pool.map(lambda i: request(model, i, distinct, 2), range(concurrency))
+            pool.map(lambda i: request(model, i, distinct, 2 * round_ + 1), range(concurrency))
         )
     concurrent = concurrent_tokens / (time.perf_counter() - start)
     batch = (worker.decoded_tokens - tokens) / max(worker.decode_calls - calls, 1)
@@ -84,7 +87,10 @@ def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
 
 def main() -> None:
     generation_environment()
-    print(f"{NEW_TOKENS} new tokens per request, T=0.7, {thread_count()} threads")
+    print(
+        f"{NEW_TOKENS} new tokens per request, T=0.7, {thread_count()} threads, "
+        f"medians of {ROUNDS} rounds (ratio: median of same-round ratios)"
+    )
     print(
         f"{'model':<14} {'prompts':<9} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} "
         f"{'ratio':>7} {'batch':>6} {'proven sizes'}"
@@ -94,11 +100,12 @@ def main() -> None:
         sizes = load_location(resolve_model(model)).engine.batch_sizes
         for distinct in (False, True):
             for concurrency in (1, 4, 8):
-                serial, concurrent, batch = throughput(model, concurrency, distinct)
+                rounds = [throughput(model, concurrency, distinct, r) for r in range(ROUNDS)]
+                serial, concurrent, batch = (statistics.median(column) for column in zip(*rounds))
+                ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
                 print(
                     f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
-                    f"{serial:>13.1f} {concurrent:>11.1f} {concurrent / serial:>6.2f}x "
-                    f"{batch:>6.2f} {sizes}"
+                    f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} {sizes}"
                 )
     print(f"\nprefill of a ~1,500-token prompt, median of {REPEATS}")
     print(f"{'model':<14} {'cold s':>8} {'warm s':>8} {'speed-up':>9}")

@@ -1,7 +1,7 @@
 """One worker thread per loaded model owns its llama.cpp context; callers submit jobs.
 
 The worker keeps up to `engine.slots` generations in flight. Each round it gives queued
-jobs free slots, advances the oldest prefill by one chunk, then decodes the pending tokens
+jobs free slots, prefills about one chunk of prompt tokens, then decodes the pending tokens
 of all running sequences, batched in groups of proven sizes, and pushes each event into
 its job's channel. Consumers in any thread or
 event loop read at their own pace; a consumer that stops early cancels its job, which ends
@@ -19,7 +19,7 @@ from time import perf_counter
 
 from .config import positive_int
 from .engine.batching import batch_groups
-from .engine.llama import LlamaEngine
+from .engine.llama import CHUNK, LlamaEngine
 from .errors import GenerationError, QueueFullError
 from .events import GenerationResponse
 from .loop import Sequence
@@ -154,7 +154,7 @@ class Worker:
                 for slot, job in list(self._active.items()):
                     if job.cancelled.is_set():
                         self._finish(slot, job.sequence.cancelled())
-                self._prefill_one_chunk()
+                self._prefill_round()
                 self._step()
             except BaseException as exc:  # a bug: fail what is running, never hang callers
                 for slot in list(self._active):
@@ -174,27 +174,35 @@ class Worker:
             self._active[slot] = job
             self._prefills[slot] = job.sequence.prefill(slot, job.submitted)
 
-    def _prefill_one_chunk(self) -> None:
-        """Advance the oldest prefill by one chunk, so a long prompt never stalls the
-        sequences already streaming for longer than one chunk; a finished prefill
-        samples its first token."""
-        if not self._prefills:
-            return
-        slot, steps = next(iter(self._prefills.items()))
+    def _prefill_round(self) -> None:
+        """Prefill about one chunk's worth of prompt tokens, oldest prompt first: several
+        short prompts finish together (and then decode in one batch), while a long prompt
+        advances one chunk, so the streams already running pause for one chunk at most."""
+        budget = CHUNK
+        while self._prefills and budget > 0:
+            slot = next(iter(self._prefills))
+            size = len(self._active[slot].sequence.prompt.tokens)
+            budget -= size if self._prefill_step(slot) else CHUNK
+
+    def _prefill_step(self, slot: int) -> bool:
+        """Advance one prefill by one chunk; True when it finished (and sampled its first
+        token, or ended)."""
+        steps = self._prefills[slot]
         job = self._active[slot]
         try:
             next(steps)
-            return
+            return False
         except StopIteration as done:
             failure = done.value
         except BaseException as exc:  # a bug, not a model failure: tell the consumer
             self._finish(slot, error=exc)
-            return
+            return True
         del self._prefills[slot]
         if failure is not None:
             self._finish(slot, failure)
         elif job.emit(job.sequence.advance(self.engine.prompt_logits(slot))):
             self._finish(slot)
+        return True
 
     def _pick_slot(self, sequence: Sequence) -> int:
         """The free slot that can reuse most of the prompt's KV; else the lowest free one,
