@@ -101,7 +101,9 @@ def main() -> None:
         for distinct in (False, True):
             for concurrency in (1, 4, 8):
                 rounds = [throughput(model, concurrency, distinct, r) for r in range(ROUNDS)]
-                serial, concurrent, batch = (statistics.median(column) for column in zip(*rounds))
+                serial, concurrent, batch = (
+                    statistics.median(column) for column in zip(*rounds, strict=True)
+                )
                 ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
                 print(
                     f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
