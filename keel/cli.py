@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ from .errors import GenerationError, KeelError
 from .params import DEFAULT_SEED, EOS_MARKER
 from .structured import validate_output
 from .summary import summary
+
+MODEL_REPO = click.option("--model-repo", default=None, help="Hugging Face repo or a directory.")
+MODEL_FILENAME = click.option("--model-filename", default=None, help="GGUF file in --model-repo.")
 
 
 def sampling_options(command):
@@ -28,8 +32,8 @@ def sampling_options(command):
         click.option("--stop", multiple=True, help="Stop string (repeatable)."),
         click.option("--model", default=None, help="Registry name or .gguf path."),
         click.option("--size", default=None, help="mini, small or large."),
-        click.option("--model-repo", default=None, help="Hugging Face repo or a directory."),
-        click.option("--model-filename", default=None, help="GGUF file in --model-repo."),
+        MODEL_REPO,
+        MODEL_FILENAME,
         click.option("--raw", is_flag=True, help="Skip the chat template."),
         click.option("--schema", default=None, help="JSON Schema: a file or inline JSON."),
         click.option("--regex", default=None, help="The output must fully match this regex."),
@@ -202,13 +206,7 @@ def models_group() -> None:
 
 
 def _location_options(command):
-    options = [
-        click.option("--model-repo", default=None, help="Hugging Face repo or a directory."),
-        click.option("--model-filename", default=None, help="GGUF file in --model-repo."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return MODEL_REPO(MODEL_FILENAME(command))
 
 
 def _fetch(name: str | None, model_repo: str | None = None, model_filename: str | None = None):
@@ -244,13 +242,13 @@ def _stderr():
 def _errors_as_one_line(function):
     """Keel errors in a `models` command end as one line on stderr, exit status 1."""
 
+    @functools.wraps(function)
     def run(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except KeelError as exc:
             raise click.ClickException(str(exc)) from exc
 
-    run.__name__, run.__doc__ = function.__name__, function.__doc__
     return run
 
 

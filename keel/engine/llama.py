@@ -157,10 +157,9 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._eog_ids: list[int] | None = None
-        # per slot: the prompt tokens whose KV came from whole-chunk prefill
-        self._prefilled: list[list[int]] = [[] for _ in range(slots)]
-        # per slot: the last whole prompt prefilled and the logits of its last token, so the
-        # same prompt again (another seed, a retry) needs no prefill at all
+        # per slot: the last prompt prefilled (its whole chunks can be reused) and the logits
+        # of its last token, so the same prompt again (another seed, a retry) needs no
+        # prefill at all
         self._prompt: list[list[int]] = [[] for _ in range(slots)]
         self._prompt_logits: list[np.ndarray | None] = [None] * slots
         # None until proven on the first chance to reuse; then True or False for good
@@ -273,7 +272,6 @@ class LlamaEngine:
 
     def clear(self, slot: int) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot, -1, -1)
-        self._prefilled[slot] = []
         self._prompt[slot] = []
         self._prompt_logits[slot] = None
 
@@ -313,7 +311,7 @@ class LlamaEngine:
         one, so their numerics differ), and the chunk holding the last prompt token is
         always decoded again because its logits are needed.
         """
-        prefilled = self._prefilled[slot]
+        prefilled = self._prompt[slot]  # a partial last chunk never compares equal
         limit = (len(tokens) - 1) // CHUNK
         count = 0
         while count < limit:
@@ -331,7 +329,7 @@ class LlamaEngine:
             self.clear(slot)
         else:
             self.rewind(slot, first_chunk * CHUNK)
-        self._prefilled[slot] = self._prompt[slot] = []
+        self._prompt[slot] = []  # until the last chunk is in, nothing is reusable
         self._prompt_logits[slot] = None
         last = len(tokens)
         for index, start in enumerate(range(first_chunk * CHUNK, last, CHUNK)):
@@ -339,7 +337,6 @@ class LlamaEngine:
                 yield
             chunk = tokens[start : start + CHUNK]
             self._decode([(t, start + i, slot) for i, t in enumerate(chunk)], all_logits=False)
-        self._prefilled[slot] = tokens[: (last // CHUNK) * CHUNK]
         self._prompt[slot] = list(tokens)
         self._prompt_logits[slot] = self.logits().copy()
 

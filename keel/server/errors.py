@@ -61,7 +61,9 @@ _STATUS = (
 
 
 def describe(exc: BaseException) -> tuple[int, str, str]:
-    """(status, type, code) for a keel error."""
+    """(status, type, code) for a keel error or a server refusal."""
+    if isinstance(exc, RequestError):
+        return exc.status, "invalid_request_error", exc.code
     for kind, status, error_type, code in _STATUS:
         if isinstance(exc, kind):
             return status, error_type, code
@@ -91,13 +93,20 @@ def _keel_error(_request: Request, exc: KeelError) -> JSONResponse:
 
 
 def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
-    return error_json(exc.status, str(exc), "invalid_request_error", exc.code, exc.param)
+    status, kind, code = describe(exc)
+    return error_json(status, str(exc), kind, code, exc.param)
+
+
+def first_invalid(errors: list[dict]) -> tuple[str, str]:
+    """(where, message) for the first of pydantic's validation errors."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = first.get("msg", "invalid request")
+    return where, f"{where}: {message}" if where else message
 
 
 def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+    where, message = first_invalid(exc.errors())
     return error_json(400, message, "invalid_request_error", "invalid_request", where or None)
 
 

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from ..errors import GenerationError, KeelError
 from ..events import GenerationResponse
 from ..summary import stats, summary
-from .errors import ERROR_RESPONSES, RequestError, describe
+from .errors import ERROR_RESPONSES, RequestError, describe, first_invalid
 from .gateway import NORMAL_ENDINGS, Gateway
 from .schemas import GenerateRequest
 
@@ -132,14 +132,14 @@ async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse
 # -- WebSocket ----------------------------------------------------------------------------
 
 
+_NOT_JSON = object()  # a client message that did not parse: answered with an error
+
+
 async def _receive(websocket: WebSocket):
-    """The next client message; text that is not JSON becomes a marker that request
-    handling answers with an error, so the client gets a reply, not a closed socket."""
-    text = await websocket.receive_text()
     try:
-        return json.loads(text)
+        return json.loads(await websocket.receive_text())
     except json.JSONDecodeError:
-        return {"invalid_json": text[:100]}
+        return _NOT_JSON
 
 
 def _is_cancel(message) -> bool:
@@ -160,27 +160,21 @@ async def _watch(websocket: WebSocket, handle, backlog: asyncio.Queue) -> None:
         handle.cancel()
 
 
+async def _send_error(websocket: WebSocket, code: str, message: str) -> None:
+    await websocket.send_json({"type": "error", "code": code, "message": message})
+
+
 async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -> None:
-    if isinstance(message, dict) and "invalid_json" in message:
-        await websocket.send_json(
-            {"type": "error", "code": "invalid_json", "message": "the message is not JSON"}
-        )
-        return
+    if message is _NOT_JSON:
+        return await _send_error(websocket, "invalid_json", "the message is not JSON")
     try:
         body = GenerateRequest.model_validate(message)
         model, options = _options(gateway, body)
         handle = await gateway.start(body.prompt, **options)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        await websocket.send_json(
-            {"type": "error", "code": "invalid_request", "message": f"{where}: {error['msg']}"}
-        )
-        return
+        return await _send_error(websocket, "invalid_request", first_invalid(exc.errors())[1])
     except (KeelError, RequestError) as exc:
-        code = exc.code if isinstance(exc, RequestError) else describe(exc)[2]
-        await websocket.send_json({"type": "error", "code": code, "message": str(exc)})
-        return
+        return await _send_error(websocket, describe(exc)[2], str(exc))
     watcher = asyncio.create_task(_watch(websocket, handle, backlog))
     try:
         async for event in gateway.events(handle, model):
@@ -197,7 +191,7 @@ async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -
                 reply["fingerprint"] = event.fingerprint.digest if event.fingerprint else None
             await websocket.send_json(reply)
     except KeelError as exc:
-        await websocket.send_json({"type": "error", "code": describe(exc)[2], "message": str(exc)})
+        await _send_error(websocket, describe(exc)[2], str(exc))
     finally:
         watcher.cancel()
         handle.close()
