@@ -18,6 +18,9 @@ DEFAULT_MAX_NEW_TOKENS = 512
 EOS_MARKER = "[EOS]"
 MAX_SEED = 2**32 - 1
 MAX_TEMPERATURE = 100.0
+# Below this a positive temperature overflows float32 logits / T (found by fuzzing the
+# server: 5e-324 became a division by zero); 0 itself means greedy.
+MIN_TEMPERATURE = 1e-4
 MAX_TOP_LOGPROBS = 20
 
 
@@ -114,8 +117,9 @@ def make_params(
     _require(
         _is_number(temperature)
         and math.isfinite(temperature)
-        and 0.0 <= temperature <= MAX_TEMPERATURE,
-        f"temperature must be a finite number in [0, {MAX_TEMPERATURE}], got {temperature!r}",
+        and (temperature == 0.0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE),
+        f"temperature must be 0 (greedy) or a number in [{MIN_TEMPERATURE}, "
+        f"{MAX_TEMPERATURE}], got {temperature!r}",
     )
     _require(_is_int(top_k) and top_k >= 0, f"top_k must be an int >= 0, got {top_k!r}")
     _require(_is_number(top_p) and 0.0 < top_p <= 1.0, f"top_p must be in (0, 1], got {top_p!r}")

@@ -12,7 +12,7 @@ def test_bad_seed_is_a_value_error(seed):
         keel.generate("hi", seed=seed)
 
 
-@pytest.mark.parametrize("temperature", [-0.1, math.nan, math.inf, "hot", 1000.0])
+@pytest.mark.parametrize("temperature", [-0.1, math.nan, math.inf, "hot", 1000.0, 5e-324, 1e-9])
 def test_bad_temperature(temperature):
     with pytest.raises(InvalidParameterError, match="temperature"):
         keel.generate("hi", temperature=temperature)
