@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PROMPT ?= Write one sentence about the sea.
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(VENV)/.base: pyproject.toml scripts/llama-wheel.sh
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,15 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
+# Pure parts only (sampler, detokenizer, parameters, tags, context fitting, channel,
+# layering): no model is loaded; well under 30 s.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q tests/unit
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py

@@ -24,8 +24,8 @@ import keel
 start = time.perf_counter()
 keel.generate(sys.argv[1], **json.loads(sys.argv[2]))
 elapsed = time.perf_counter() - start
-from keel import runtime
-print(json.dumps({"seconds": elapsed, "model_loaded": bool(runtime._loaded)}))
+from keel.loaded import any_loaded
+print(json.dumps({"seconds": elapsed, "model_loaded": any_loaded()}))
 """
 
 

@@ -23,8 +23,8 @@ from common import generation_environment
 
 import keel
 from keel.config import thread_count
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # serial/concurrent pairs per row
@@ -67,11 +67,11 @@ def throughput(
 def long_prompt(model: str, tail: str) -> str:
     engine = load_location(resolve_model(model)).engine
     text = SENTENCE * 80
-    while len(engine.prompt_tokens(text, raw=True)) < 1024:
+    while len(engine.vocab.prompt_tokens(text, raw=True)) < 1024:
         text += SENTENCE
-    while len(engine.prompt_tokens(text, raw=True)) > 1024:
+    while len(engine.vocab.prompt_tokens(text, raw=True)) > 1024:
         text = text[:-1]
-    while len(engine.prompt_tokens(text + tail, raw=True)) < 1500:
+    while len(engine.vocab.prompt_tokens(text + tail, raw=True)) < 1500:
         tail += " and then the keeper wrote in the log"
     return text + tail
 
@@ -79,7 +79,7 @@ def long_prompt(model: str, tail: str) -> str:
 def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
     engine = load_location(resolve_model(model)).engine
     if not warm:
-        engine.reset()
+        engine.slots.reset()
     events = list(keel.stream_generate(prompt, model=model, raw=True, max_new_tokens=1))
     assert (events[-1].prompt_reused > 0) == warm, events[-1].prompt_reused
     return events[-1].prompt_tokens / events[-1].prompt_tps

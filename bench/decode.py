@@ -16,8 +16,8 @@ from common import baseline_llama, generation_environment, interleaved, rate_of
 from llama_cpp import Llama
 
 import keel
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -39,10 +39,10 @@ def llama_cpp_run(llm: Llama) -> int:
 
 def bare_run(model: str) -> int:
     engine = load_location(resolve_model(model)).engine
-    tokens = engine.prompt_tokens(PROMPT, raw=True)
-    engine.reset()  # a cold prefill, like the other runs (keel's own reuses the prompt)
-    engine.prefill(tokens)  # the model's worker is idle: nothing else is running
-    logits = engine.prompt_logits()
+    tokens = engine.vocab.prompt_tokens(PROMPT, raw=True)
+    engine.slots.reset()  # a cold prefill, like the other runs (keel's own reuses the prompt)
+    engine.slots.prefill(tokens, 0)  # the model's worker is idle: nothing else is running
+    logits = engine.slots.prompt_logits(0)
     position = len(tokens)
     for _ in range(NEW_TOKENS):
         token = int(np.argmax(logits))

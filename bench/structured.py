@@ -20,8 +20,8 @@ from common import baseline_llama, generation_environment, interleaved
 from llama_cpp import Llama, LlamaGrammar
 
 import keel
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 from keel.structured import build_constraint, open_session
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
@@ -74,7 +74,7 @@ def mask_time_per_token(model: str) -> float:
         for e in keel.stream_generate(
             PROMPT, model=model, raw=True, max_new_tokens=MAX_TOKENS, schema=SCHEMA
         )
-        if not engine.is_eog(e.token)
+        if not engine.vocab.is_eog(e.token)
     ]
     logits = engine.logits().copy()
     samples = []

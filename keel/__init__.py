@@ -1,5 +1,8 @@
-"""keel: deterministic text generation with local GGUF models."""
+"""keel: deterministic text generation with local GGUF models. This module is the public
+API; everything else in the package is internal."""
 
+# Loaded before the function `generate` is bound below: see keel/generate/__init__.py.
+from . import generate as _generate_module  # noqa: F401
 from .aio import agenerate, agenerate_iter, astream_generate
 from .api import (
     generate,
@@ -13,8 +16,10 @@ from .api import (
     stream_generate,
     stream_tokens,
 )
+from .cache import configure_cache
 from .errors import (
     GenerationError,
+    InvalidConstraintError,
     InvalidParameterError,
     KeelError,
     KeelWarning,
@@ -24,18 +29,20 @@ from .errors import (
     StructuredOutputError,
     UnknownModelError,
 )
-from .events import Fingerprint, GenerationResponse, GenerationResult
+from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult
+from .handle import GenerationHandle
+from .loaded import KEEL_VERSION as __version__
 from .params import DEFAULT_SEED
-from .runtime import KEEL_VERSION as __version__
-from .stream import GenerationHandle
 
 __all__ = [
     "DEFAULT_SEED",
     "Fingerprint",
+    "FinishReason",
     "GenerationError",
     "GenerationHandle",
     "GenerationResponse",
     "GenerationResult",
+    "InvalidConstraintError",
     "InvalidParameterError",
     "KeelError",
     "KeelWarning",
@@ -48,6 +55,7 @@ __all__ = [
     "agenerate",
     "agenerate_iter",
     "astream_generate",
+    "configure_cache",
     "generate",
     "generate_choice",
     "generate_iter",

@@ -12,7 +12,7 @@ from .events import GenerationResponse
 
 
 async def astream_generate(
-    prompt: str, **options: Unpack[StreamOptions]
+    prompt: str | None = None, **options: Unpack[StreamOptions]
 ) -> AsyncIterator[GenerationResponse]:
     """Async iterator of GenerationResponse events (see stream_generate)."""
     handle = await asyncio.to_thread(start_generation, prompt, **options)
@@ -22,7 +22,9 @@ async def astream_generate(
 
 
 async def agenerate_iter(
-    prompt: str, include_logprobs: bool = False, **options: Unpack[GenerationOptions]
+    prompt: str | None = None,
+    include_logprobs: bool = False,
+    **options: Unpack[GenerationOptions],
 ) -> AsyncIterator[Any]:
     """Async text pieces (see generate_iter); joined, they equal agenerate()."""
     async for event in astream_generate(prompt, include_logprobs=include_logprobs, **options):
@@ -32,8 +34,10 @@ async def agenerate_iter(
 
 
 async def agenerate(
-    prompt: str, return_logprobs: bool = False, **options: Unpack[GenerationOptions]
-) -> str | tuple[str, dict | None]:
+    prompt: str | None = None,
+    return_logprobs: bool = False,
+    **options: Unpack[GenerationOptions],
+) -> str | tuple[str, dict[str, Any] | None]:
     """Async generate(): the same text, without blocking the event loop."""
     handle = await asyncio.to_thread(
         start_generation, prompt, include_logprobs=return_logprobs, **options

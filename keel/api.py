@@ -1,44 +1,46 @@
-"""Public generation functions: thin adapters over the one event stream (loop.Sequence)."""
+"""Public generation functions: thin adapters over the one event stream (generation.py).
+
+Defaults come from the parameter table in params.py; each function's `Args:` section is
+rendered from it too.
+"""
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
-from . import loop, runtime
-from .cache import cache_key, result_cache
+from .cache import Recorder, cache_key, result_cache
+from .call_memo import CallMemo
 from .config import settings
 from .engine import fallback
 from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError
-from .events import GenerationResponse, GenerationResult
+from .events import FinishReason, GenerationResponse, GenerationResult
+from .generation import Generation
+from .handle import Check, GenerationHandle
+from .loaded import LoadedModel, ModelIdentity, fallback_fingerprint, identify, load, load_location
 from .models import resolve_model
-from .params import DEFAULT_SEED, EOS_MARKER, make_params
-from .record import Recorder
-from .stream import GenerationHandle
-from .structured import OutputValidator, build_constraint, open_session, validate_output
+from .params import default, docstring_section, make_params
+from .prompt import prepare_prompt
+from .sources import EventSource, Precomputed
+from .structured import build_constraint, open_session
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
+_calls = CallMemo()
 
 
-class GenerationOptions(TypedDict, total=False):
-    """Keyword arguments shared by every generation function (see generate)."""
-
-    max_new_tokens: int | None
-    eos_string: str
+class _ModelAndSampling(TypedDict, total=False):
+    messages: Sequence[dict[str, str]] | None
     model: str | None
     model_repo: str | None
     model_filename: str | None
     size: str | None
     seed: int
     temperature: float
-    schema: Any
-    regex: str | None
-    choices: Sequence[str] | None
-    response_format: dict | None
+    response_format: dict[str, Any] | None
     reasoning: bool
     unsafe_mode: bool
     top_k: int
@@ -50,11 +52,40 @@ class GenerationOptions(TypedDict, total=False):
     cache: bool
 
 
+class _Length(TypedDict, total=False):
+    max_new_tokens: int | None
+    eos_string: str
+
+
+class _Constraints(TypedDict, total=False):
+    schema: Any
+    regex: str | None
+    choices: Sequence[str] | None
+
+
+class GenerationOptions(_ModelAndSampling, _Length, _Constraints, total=False):
+    """Keyword arguments shared by every generation function (see generate)."""
+
+
 class StreamOptions(GenerationOptions, total=False):
     include_logprobs: bool
 
 
-def _prepare(options: dict[str, Any]) -> GenerationHandle:
+class _IterOptions(_ModelAndSampling, _Constraints, total=False):
+    """generate_iter's keywords: it names the length options itself."""
+
+
+class _ShapedOptions(_ModelAndSampling, _Length, total=False):
+    """generate_json/regex/choice's keywords: each names its own constraint."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    handle: GenerationHandle
+    identity: ModelIdentity | None  # None for stand-in text
+
+
+def _prepare(options: dict[str, Any]) -> _Prepared:
     """Validate everything, compile any constraint and find the model now, so bad input
     fails at call time, before the caller starts iterating. A cache hit is replayed
     without loading the model; otherwise the job goes to the model's worker."""
@@ -67,142 +98,119 @@ def _prepare(options: dict[str, Any]) -> GenerationHandle:
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
-    prompt = options.pop("prompt")
-    if constraint is not None and not options.get("raw") and isinstance(prompt, str):
-        prompt += constraint.prompt_hint
-    params = make_params(prompt, constraint=constraint.key if constraint else "", **options)
-    checks = [OutputValidator(constraint)] if constraint else []
+    params = make_params(constraint=constraint.key if constraint else "", **options)
     try:
-        identity = runtime.identify(resolve_model(**location))
+        identity = identify(resolve_model(**location))
     except ModelNotAvailableError:
         if constraint is not None or not settings().allow_fallback:
             raise  # stand-in text could never satisfy a constraint
-        fingerprint = runtime.fallback_fingerprint(params)
-        stand_in = fallback.run(params, fingerprint)
-        return GenerationHandle(
-            stand_in, checks, params.logprobs, constraint=constraint, fingerprint=fingerprint
+        fingerprint = fallback_fingerprint(params)
+        stand_in = Precomputed(fallback.run(params, fingerprint))
+        handle = GenerationHandle(
+            stand_in, params.logprobs, constraint=constraint, fingerprint=fingerprint
         )
+        return _Prepared(handle, None)
     fingerprint = identity.fingerprint(params)
     cache = result_cache() if use_cache else None
-    key = cache_key(fingerprint, params.prompt) if cache else None
-    record = cache.get(key) if cache else None
+    key = cache_key(fingerprint, params.input_text) if cache else None
+    record = cache.get(key) if cache and key else None
+    checks: list[Check] = []
+    source: EventSource
     if record is not None:
-        source = record.replay()
+        source = Precomputed(record.replay(), record.result)
     else:
-        loaded = runtime.load(identity)
+        loaded = load(identity)
         session = open_session(loaded.engine, constraint) if constraint else None
-        prompt_tokens = loop.prepare_prompt(loaded.engine, params)
+        prompt = prepare_prompt(loaded.engine, params)
         source = loaded.worker.submit(
-            loop.Sequence(loaded.engine, prompt_tokens, params, fingerprint, session)
+            Generation(loaded.engine, prompt, params, fingerprint, session)
         )
-        if cache:
+        if cache and key:
             checks.append(Recorder(lambda done: cache.put(key, done)))
-    return GenerationHandle(
+    handle = GenerationHandle(
         source,
-        checks,
         params.logprobs,
+        checks=checks,
         constraint=constraint,
-        cache_key=key,
-        record=record,
         fingerprint=fingerprint,
+        cache_key=key,
     )
+    return _Prepared(handle, identity)
 
 
-def _result(
-    options: dict[str, Any], with_logprobs: bool
-) -> tuple[GenerationResult, Any, str | None]:
-    """Run to completion; return the result, the parsed value under a constraint, and the
-    cache key (None when not caching)."""
-    handle = _prepare(options)
-    if handle.record is not None:
-        handle.close()
-        result = handle.record.result()
-    else:
-        result = handle.result()
-    constraint = handle.constraint
-    value = validate_output(constraint, result.text, result.finish_reason) if constraint else None
-    return result, value, handle.cache_key
-
-
-def _call_key(options: dict[str, Any]) -> tuple | None:
-    """A hashable form of a generate() call, for the in-memory fast path; None when the
-    arguments are not hashable (e.g. a schema dict) and the full path is taken."""
-    try:
-        values = (tuple(v) if isinstance(v, list) else v for v in options.values())
-        call = (os.environ.get("KEEL_N_CTX"), *values)
-        hash(call)
-    except TypeError:
-        return None
-    return call
+def _result(options: dict[str, Any]) -> GenerationResult:
+    """Run to completion (a validated value under a constraint travels with the result)."""
+    return _prepare(options).handle.result()
 
 
 def generate(
-    prompt: str,
-    max_new_tokens: int | None = None,
-    return_logprobs: bool = False,
-    eos_string: str = EOS_MARKER,
-    model: str | None = None,
-    model_repo: str | None = None,
-    model_filename: str | None = None,
-    size: str | None = None,
-    seed: int = DEFAULT_SEED,
-    temperature: float = 0.0,
-    schema: Any = None,
-    regex: str | None = None,
-    choices: Sequence[str] | None = None,
-    response_format: dict | None = None,
-    unsafe_mode: bool = False,
+    prompt: str | None = None,
+    max_new_tokens: int | None = default("max_new_tokens"),
+    return_logprobs: bool = default("return_logprobs"),
+    eos_string: str = default("eos_string"),
+    model: str | None = default("model"),
+    model_repo: str | None = default("model_repo"),
+    model_filename: str | None = default("model_filename"),
+    size: str | None = default("size"),
+    seed: int = default("seed"),
+    temperature: float = default("temperature"),
+    schema: Any = default("schema"),
+    regex: str | None = default("regex"),
+    choices: Sequence[str] | None = default("choices"),
+    response_format: dict[str, Any] | None = default("response_format"),
+    unsafe_mode: bool = default("unsafe_mode"),
     *,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    stop: str | Sequence[str] | None = None,
-    top_logprobs: int = 5,
-    raw: bool = False,
-    reasoning: bool = False,
-    cache: bool = True,
-) -> str | tuple[str, dict | None]:
+    messages: Sequence[dict[str, str]] | None = default("messages"),
+    top_k: int = default("top_k"),
+    top_p: float = default("top_p"),
+    min_p: float = default("min_p"),
+    stop: str | Sequence[str] | None = default("stop"),
+    top_logprobs: int = default("top_logprobs"),
+    raw: bool = default("raw"),
+    reasoning: bool = default("reasoning"),
+    cache: bool = default("cache"),
+) -> str | tuple[str, dict[str, Any] | None]:
     """Generate text; with return_logprobs=True return (text, {"content": [...]}).
 
     With schema / response_format the text is the JSON wrapped in <json-output> tags, with
     regex it fully matches the pattern, with choices it is one of them; it is validated
-    before it is returned (StructuredOutputError otherwise).
-    """
+    before it is returned (StructuredOutputError otherwise)."""
     options = dict(locals())
-    store = result_cache() if cache else None
-    call = _call_key(options) if store else None
-    record = store.recall(call) if call else None
-    if record is None:
-        options["logprobs"] = options.pop("return_logprobs")
-        result, _, key = _result(options, with_logprobs=return_logprobs)
-        if call and key:
-            store.note_call(call, key)
-        text, logprobs = result.text, result.logprobs_dict()
-    else:
+    store = result_cache() if cache is True else None
+    call = CallMemo.call_key(store, options) if store else None
+    record = _calls.recall(store, call) if store and call else None
+    if record is not None:
         text, logprobs = record.text, record.logprobs_dict()
+    else:
+        options["logprobs"] = options.pop("return_logprobs")
+        prepared = _prepare(options)
+        result = prepared.handle.result()
+        identity = prepared.identity
+        if call and prepared.handle.cache_key and identity:
+            _calls.note(call, prepared.handle.cache_key, identity.path, identity.stamp)
+        text, logprobs = result.text, result.logprobs_dict()
     return (text, logprobs) if return_logprobs else text
 
 
-def stream_generate(prompt: str, **options: Unpack[StreamOptions]) -> Iterator[GenerationResponse]:
+def stream_generate(
+    prompt: str | None = None, **options: Unpack[StreamOptions]
+) -> Iterator[GenerationResponse]:
     """Yield a GenerationResponse per sampled token; the last has finish_reason and the
     fingerprint. An engine failure ends the stream with finish_reason="error"."""
-    options = {"prompt": prompt, **options}
-    options["logprobs"] = options.pop("include_logprobs", False)
-    return iter(_prepare(options))
+    return iter(start_generation(prompt, **options))
 
 
 def generate_iter(
-    prompt: str,
-    max_new_tokens: int | None = None,
-    eos_string: str = EOS_MARKER,
+    prompt: str | None = None,
+    max_new_tokens: int | None = default("max_new_tokens"),
+    eos_string: str = default("eos_string"),
     include_logprobs: bool = False,
-    **options: Unpack[GenerationOptions],
-) -> Iterator[str] | Iterator[tuple[str, dict | None]]:
+    **options: Unpack[_IterOptions],
+) -> Iterator[str] | Iterator[tuple[str, dict[str, Any] | None]]:
     """Yield text pieces; "".join(pieces) == generate(...) for the same arguments.
 
     Plain mode yields only non-empty pieces. With include_logprobs=True it yields one
-    (piece, logprob entry) per sampled token, where piece may be "" while text is held back.
-    """
+    (piece, logprob entry) per sampled token, where piece may be "" while text is held back."""
     events = stream_generate(
         prompt,
         max_new_tokens=max_new_tokens,
@@ -213,9 +221,12 @@ def generate_iter(
     return _pieces(events, include_logprobs)
 
 
-def piece_of(event: GenerationResponse, include_logprobs: bool):
+Piece = str | tuple[str, dict[str, Any] | None]
+
+
+def piece_of(event: GenerationResponse, include_logprobs: bool) -> Piece | None:
     """What generate_iter yields for one event (None: nothing); raises on an error event."""
-    if event.finish_reason == "error":
+    if event.finish_reason == FinishReason.ERROR:
         raise GenerationError(event.error or "generation failed")
     if include_logprobs:
         if event.token >= 0 or event.text:
@@ -224,42 +235,46 @@ def piece_of(event: GenerationResponse, include_logprobs: bool):
     return event.text or None
 
 
-def _pieces(events: Iterator[GenerationResponse], include_logprobs: bool):
-    with closing(events):
+def _pieces(events: Iterator[GenerationResponse], include_logprobs: bool) -> Iterator[Any]:
+    with closing(events):  # type: ignore[type-var]
         for event in events:
             piece = piece_of(event, include_logprobs)
             if piece is not None:
                 yield piece
 
 
-def generate_json(prompt: str, schema: Any, **options: Unpack[GenerationOptions]) -> Any:
+def generate_json(prompt: str | None, schema: Any, **options: Unpack[_ShapedOptions]) -> Any:
     """The parsed JSON value: a Pydantic instance when schema is a model class, a value of
     the given Python type, or plain JSON data for a JSON Schema dict."""
-    return _result({"prompt": prompt, "schema": schema, **options}, with_logprobs=False)[1]
+    return _result({"prompt": prompt, "schema": schema, **options}).value
 
 
-def generate_regex(prompt: str, regex: str, **options: Unpack[GenerationOptions]) -> str:
+def generate_regex(prompt: str | None, regex: str, **options: Unpack[_ShapedOptions]) -> str:
     """Text that re.fullmatch(regex, text) accepts."""
-    return _result({"prompt": prompt, "regex": regex, **options}, with_logprobs=False)[1]
+    text: str = _result({"prompt": prompt, "regex": regex, **options}).value
+    return text
 
 
 def generate_choice(
-    prompt: str, choices: Sequence[str], **options: Unpack[GenerationOptions]
+    prompt: str | None, choices: Sequence[str], **options: Unpack[_ShapedOptions]
 ) -> str:
     """Exactly one of the choices."""
-    return _result({"prompt": prompt, "choices": choices, **options}, with_logprobs=False)[1]
+    text: str = _result({"prompt": prompt, "choices": choices, **options}).value
+    return text
 
 
-def start_generation(prompt: str, **options: Unpack[StreamOptions]) -> GenerationHandle:
+def start_generation(
+    prompt: str | None = None, **options: Unpack[StreamOptions]
+) -> GenerationHandle:
     """Start a generation and return its handle: iterate it (or `async for`) for events,
     `cancel()` it, and `result()` / `await aresult()` for the outcome once the model is
     free again. Use it as a context manager to cancel on early exit."""
-    options = {"prompt": prompt, **options}
-    options["logprobs"] = options.pop("include_logprobs", False)
-    return _prepare(options)
+    arguments: dict[str, Any] = {"prompt": prompt, **options}
+    arguments["logprobs"] = arguments.pop("include_logprobs", False)
+    return _prepare(arguments).handle
 
 
-def _wants_event(callback: Callable) -> bool:
+def _wants_event(callback: Callable[..., Any]) -> bool:
     """Callbacks may take (piece) or (piece, event): two required positional parameters
     (or *args) get the event too."""
     try:
@@ -275,7 +290,7 @@ def _wants_event(callback: Callable) -> bool:
 
 
 def generate_streaming(
-    prompt: str,
+    prompt: str | None,
     callback: Callable[..., bool | None],
     **options: Unpack[StreamOptions],
 ) -> GenerationResult:
@@ -295,13 +310,13 @@ def generate_streaming(
 
 
 def stream_tokens(
-    prompt: str, **options: Unpack[StreamOptions]
+    prompt: str | None = None, **options: Unpack[StreamOptions]
 ) -> Iterator[int | GenerationResponse]:
     """Token ids as they are sampled, then the final GenerationResponse (finish reason and
     stats) as the last item, for token-level consumers."""
     handle = start_generation(prompt, **options)
 
-    def tokens():
+    def tokens() -> Iterator[int | GenerationResponse]:
         with handle:
             for event in handle:
                 if event.token >= 0:
@@ -317,8 +332,17 @@ def preload_models(
     model: str | None = None,
     model_repo: str | None = None,
     model_filename: str | None = None,
-) -> runtime.LoadedModel:
+) -> LoadedModel:
     """Load a model now (default: the default model) so the first request is fast."""
-    return runtime.load_location(
+    return load_location(
         resolve_model(model=model, model_repo=model_repo, model_filename=model_filename, size=size)
     )
+
+
+_COMMON = [
+    "max_new_tokens", "eos_string", "model", "model_repo", "model_filename", "size", "seed",
+    "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "top_k",
+    "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
+]  # fmt: skip
+if generate.__doc__:  # None under python -OO
+    generate.__doc__ += docstring_section(["prompt", "messages", "return_logprobs", *_COMMON])

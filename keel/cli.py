@@ -5,41 +5,63 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from .api import start_generation
 from .errors import GenerationError, KeelError
-from .params import DEFAULT_SEED, EOS_MARKER
-from .structured import validate_output
+from .events import FinishReason, GenerationResponse, GenerationResult
+from .params import DEFAULT_MAX_NEW_TOKENS, PARAMETERS
 from .summary import summary
 
-MODEL_REPO = click.option("--model-repo", default=None, help="Hugging Face repo or a directory.")
-MODEL_FILENAME = click.option("--model-filename", default=None, help="GGUF file in --model-repo.")
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .cache import ResultCache
+    from .models import ModelLocation
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def sampling_options(command):
+def _parameter(name: str, **settings: Any) -> Callable[[F], F]:
+    """An option for a generation parameter: its default and help from params.PARAMETERS."""
+    spec = PARAMETERS[name]
+    settings.setdefault("help", spec.doc.replace("`", "") + ".")
+    if "is_flag" not in settings and "multiple" not in settings:
+        settings.setdefault("default", spec.default)
+        settings.setdefault("show_default", spec.default is not None)
+    option: Callable[[F], F] = click.option("--" + name.replace("_", "-"), **settings)
+    return option
+
+
+MODEL_REPO = _parameter("model_repo")
+MODEL_FILENAME = _parameter("model_filename")
+
+
+def sampling_options(command: F) -> F:
     """Options shared by `keel generate` and `python -m keel.generate`."""
     options = [
-        click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True),
-        click.option("--temperature", type=float, default=0.0, show_default=True),
-        click.option("--top-k", type=int, default=0, show_default=True),
-        click.option("--top-p", type=float, default=1.0, show_default=True),
-        click.option("--min-p", type=float, default=0.0, show_default=True),
-        click.option("--max-new-tokens", type=int, default=512, show_default=True),
-        click.option("--eos-string", default=EOS_MARKER, show_default=True),
-        click.option("--stop", multiple=True, help="Stop string (repeatable)."),
-        click.option("--model", default=None, help="Registry name or .gguf path."),
-        click.option("--size", default=None, help="mini, small or large."),
+        _parameter("seed", type=int),
+        _parameter("temperature", type=float),
+        _parameter("top_k", type=int),
+        _parameter("top_p", type=float),
+        _parameter("min_p", type=float),
+        _parameter("max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, show_default=True),
+        _parameter("eos_string"),
+        _parameter("stop", multiple=True, help="Stop string (repeatable)."),
+        _parameter("model"),
+        _parameter("size"),
         MODEL_REPO,
         MODEL_FILENAME,
-        click.option("--raw", is_flag=True, help="Skip the chat template."),
-        click.option("--schema", default=None, help="JSON Schema: a file or inline JSON."),
-        click.option("--regex", default=None, help="The output must fully match this regex."),
-        click.option("--choices", default=None, help="The output is one of: a,b,c."),
+        _parameter("raw", is_flag=True),
+        _parameter("schema", help="JSON Schema: a file or inline JSON."),
+        _parameter("regex"),
+        _parameter("choices", help="The output is one of: a,b,c."),
         click.option("--logprobs", is_flag=True, help="Token log-probabilities (stderr or JSON)."),
-        click.option("--top-logprobs", type=int, default=5, show_default=True),
+        _parameter("top_logprobs", type=int),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON result."),
         click.option("--verbose", is_flag=True, help="Speed and memory figures on stderr."),
         click.option("--no-cache", is_flag=True, help="Bypass the result cache."),
@@ -49,7 +71,7 @@ def sampling_options(command):
     return command
 
 
-def _schema(value: str | None):
+def _schema(value: str | None) -> Any:
     if value is None:
         return None
     text = value if value.lstrip().startswith("{") else None
@@ -65,7 +87,7 @@ def _schema(value: str | None):
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--schema") from exc
 
 
-def _library_options(options: dict) -> dict:
+def _library_options(options: dict[str, Any]) -> dict[str, Any]:
     """Map CLI option names onto keel's keyword arguments."""
     options = dict(options)
     options["stop"] = list(options.pop("stop")) or None
@@ -77,12 +99,12 @@ def _library_options(options: dict) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _print_logprobs(result) -> None:
+def _print_logprobs(result: GenerationResult) -> None:
     for entry in result.logprobs or ():
         click.echo(f"{entry.logprob:9.4f}  {entry.token_id:>7}  {entry.text!r}", err=True)
 
 
-def _print_verbose(last) -> None:
+def _print_verbose(last: GenerationResponse | None) -> None:
     """mlx-lm style figures."""
     if last is None:
         return
@@ -97,7 +119,7 @@ def _print_verbose(last) -> None:
     click.echo(f"Peak memory: {last.peak_memory:.3f} GB", err=True)
 
 
-def stream_to_stdout(prompt: str, **options) -> None:
+def stream_to_stdout(prompt: str, **options: Any) -> None:
     """Print pieces as they arrive (or one JSON result); a keel error becomes one line on
     stderr and exit status 1."""
     as_json, verbose = options.pop("as_json"), options.pop("verbose")
@@ -107,20 +129,16 @@ def stream_to_stdout(prompt: str, **options) -> None:
         with start_generation(prompt, **options) as handle:
             for event in handle:
                 last = event
-                if event.finish_reason == "error":
+                if event.finish_reason == FinishReason.ERROR:
                     raise GenerationError(event.error or "generation failed")
                 if not as_json:
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
             result = handle.result()
-        constraint = handle.constraint
-        value = (
-            validate_output(constraint, result.text, result.finish_reason) if constraint else None
-        )
     except (KeelError, NotImplementedError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(summary(result, last, value), ensure_ascii=False))
+        click.echo(json.dumps(summary(result, last), ensure_ascii=False))
     else:
         sys.stdout.write("\n")
         if options.get("include_logprobs"):
@@ -135,10 +153,18 @@ def main() -> None:
     """keel: deterministic text generation with local GGUF models."""
 
 
+@click.command()
+@click.option("--prompt", required=True, help="The prompt text.")
+@sampling_options
+def generate_module_command(prompt: str, **options: Any) -> None:
+    """Generate text for --prompt, streamed to stdout."""
+    stream_to_stdout(prompt, **options)
+
+
 @main.command("generate")
 @click.argument("prompt", required=False)
 @sampling_options
-def generate_command(prompt: str | None, **options) -> None:
+def generate_command(prompt: str | None, **options: Any) -> None:
     """Generate text for PROMPT (read from stdin when omitted), streamed to stdout."""
     if prompt is None:
         if sys.stdin.isatty():
@@ -152,7 +178,7 @@ def cache_group() -> None:
     """Inspect or empty the persistent result cache."""
 
 
-def _cache_or_exit():
+def _cache_or_exit() -> ResultCache:
     from .cache import result_cache
 
     store = result_cache()
@@ -205,17 +231,20 @@ def models_group() -> None:
     """List, inspect, locate, preload and download models."""
 
 
-def _location_options(command):
+def _location_options(command: F) -> F:
     return MODEL_REPO(MODEL_FILENAME(command))
 
 
-def _fetch(name: str | None, model_repo: str | None = None, model_filename: str | None = None):
+def _fetch(
+    name: str | None, model_repo: str | None = None, model_filename: str | None = None
+) -> ModelLocation:
     """The model's file, assembling or downloading it now with a progress bar."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     from .models import SIZES, fetch_model
 
-    name = SIZES.get(name, name)
+    if name is not None:
+        name = SIZES.get(name, name)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -233,23 +262,23 @@ def _fetch(name: str | None, model_repo: str | None = None, model_filename: str 
         )
 
 
-def _stderr():
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _errors_as_one_line(function):
+def _errors_as_one_line(function: F) -> F:
     """Keel errors in a `models` command end as one line on stderr, exit status 1."""
 
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except KeelError as exc:
             raise click.ClickException(str(exc)) from exc
 
-    return run
+    return cast(F, run)
 
 
 @models_group.command("list")
@@ -272,7 +301,7 @@ def models_list() -> None:
 @click.argument("name", required=False)
 @_location_options
 @_errors_as_one_line
-def models_path(name, model_repo, model_filename) -> None:
+def models_path(name: str | None, model_repo: str | None, model_filename: str | None) -> None:
     """Print the GGUF file of NAME (default: the default model), fetching it if needed."""
     click.echo(_fetch(name, model_repo, model_filename).path)
 
@@ -281,7 +310,7 @@ def models_path(name, model_repo, model_filename) -> None:
 @click.argument("name", required=False)
 @_location_options
 @_errors_as_one_line
-def models_download(name, model_repo, model_filename) -> None:
+def models_download(name: str | None, model_repo: str | None, model_filename: str | None) -> None:
     """Fetch NAME (or --model-repo/--model-filename) now, even with downloads off."""
     location = _fetch(name, model_repo, model_filename)
     click.echo(f"{location.name}: {location.path}")
@@ -291,10 +320,10 @@ def models_download(name, model_repo, model_filename) -> None:
 @click.argument("name", required=False)
 @_location_options
 @_errors_as_one_line
-def models_info(name, model_repo, model_filename) -> None:
+def models_info(name: str | None, model_repo: str | None, model_filename: str | None) -> None:
     """Load NAME and print what keel knows of it as JSON: sha256, context, slots, the batch
     sizes its self-check proved exact, prefix reuse."""
-    from .runtime import load_location
+    from .loaded import load_location
 
     loaded = load_location(_fetch(name, model_repo, model_filename))
     click.echo(json.dumps(loaded.info(), indent=2))
@@ -303,10 +332,10 @@ def models_info(name, model_repo, model_filename) -> None:
 @models_group.command("preload")
 @click.argument("names", nargs=-1)
 @_errors_as_one_line
-def models_preload(names) -> None:
+def models_preload(names: tuple[str, ...]) -> None:
     """Load NAMES (default: the default model) once, so first requests are fast: assembles
     chunks, hashes the file and runs the batching self-check, all remembered on disk."""
-    from .runtime import load_location
+    from .loaded import load_location
 
     for name in names or (None,):
         loaded = load_location(_fetch(name))
@@ -327,7 +356,16 @@ def models_preload(names) -> None:
 @click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
 @click.option("--log-level", default="info", show_default=True)
 @_errors_as_one_line
-def serve(host, port, model, api_key, max_tokens, max_prompt_chars, max_body_bytes, log_level):
+def serve(
+    host: str,
+    port: int,
+    model: str | None,
+    api_key: str | None,
+    max_tokens: int | None,
+    max_prompt_chars: int | None,
+    max_body_bytes: int | None,
+    log_level: str,
+) -> None:
     """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
     import uvicorn
 

@@ -1,4 +1,9 @@
-"""Settings read from the environment, in one place so every module agrees on them."""
+"""Every setting keel reads from the environment, read here and nowhere else.
+
+Settings are read when asked for, not at import, so tests and long-lived servers see
+changes; a snapshot is worked out once per combination of the raw variables, because
+the result cache's fast path asks for it on every call.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +15,60 @@ from pathlib import Path
 import platformdirs
 import psutil
 
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
-    return value
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+# Every variable that goes into Settings; KEEL_THREADS and KEEL_API_KEY are read apart
+# (counting cores is slow, and a secret has no place in a hashable snapshot).
+_VARIABLES = (
+    "KEEL_CACHE_DIR",
+    "KEEL_N_CTX",
+    "KEEL_SLOTS",
+    "KEEL_QUEUE_DEPTH",
+    "KEEL_ALLOW_DOWNLOADS",
+    "KEEL_ALLOW_FALLBACK",
+    "KEEL_VERBOSE",
+    "KEEL_CACHE",
+    "KEEL_CACHE_MAX_MB",
+)
+DEFAULT_CACHE_MAX_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
 class Settings:
     cache_dir: Path
     n_ctx: int
+    slots: int
+    queue_depth: int
     allow_downloads: bool
     allow_fallback: bool
     verbose: bool
-    slots: int
+    cache_enabled: bool
+    cache_max_bytes: int
 
 
-@cache
-def _physical_cores() -> int:
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+def _flag(raw: str | None, default: bool = False) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return default
+
+
+def _positive(name: str, raw: str | None, default: int, kind: type[int | float] = int) -> int:
+    """A positive number from the environment (a float is MiB, returned in bytes)."""
+    if raw is None or raw.strip() == "":
+        return default
+    what = "integer" if kind is int else "number of MiB"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive {what}, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive {what}, got {raw!r}")
+    return int(value) if kind is int else int(value * 2**20)
 
 
 @cache
@@ -48,20 +76,42 @@ def _default_cache_dir() -> str:
     return platformdirs.user_cache_dir("keel")
 
 
-def thread_count() -> int:
-    """llama.cpp threads: KEEL_THREADS, else the physical cores. Separate from settings()
-    because counting cores is slow and only loading a model needs it."""
-    return positive_int("KEEL_THREADS", 0) or _physical_cores()
+@cache
+def _settings_from(raw: tuple[str | None, ...]) -> Settings:
+    env = dict(zip(_VARIABLES, raw, strict=True))
+    return Settings(
+        cache_dir=Path(env["KEEL_CACHE_DIR"] or _default_cache_dir()),
+        n_ctx=_positive("KEEL_N_CTX", env["KEEL_N_CTX"], 2048),
+        slots=_positive("KEEL_SLOTS", env["KEEL_SLOTS"], 8),
+        queue_depth=_positive("KEEL_QUEUE_DEPTH", env["KEEL_QUEUE_DEPTH"], 64),
+        allow_downloads=_flag(env["KEEL_ALLOW_DOWNLOADS"]),
+        allow_fallback=_flag(env["KEEL_ALLOW_FALLBACK"]),
+        verbose=_flag(env["KEEL_VERBOSE"]),
+        cache_enabled=_flag(env["KEEL_CACHE"], default=True),
+        cache_max_bytes=_positive(
+            "KEEL_CACHE_MAX_MB", env["KEEL_CACHE_MAX_MB"], DEFAULT_CACHE_MAX_BYTES, float
+        ),
+    )
 
 
 def settings() -> Settings:
-    """Read the environment now (not at import) so tests and long-lived servers see changes."""
-    cache_dir = os.environ.get("KEEL_CACHE_DIR") or _default_cache_dir()
-    return Settings(
-        cache_dir=Path(cache_dir),
-        n_ctx=positive_int("KEEL_N_CTX", 2048),
-        allow_downloads=_flag("KEEL_ALLOW_DOWNLOADS"),
-        allow_fallback=_flag("KEEL_ALLOW_FALLBACK"),
-        verbose=_flag("KEEL_VERBOSE"),
-        slots=positive_int("KEEL_SLOTS", 8),
-    )
+    """The settings in force now (a frozen, hashable snapshot)."""
+    environ = os.environ
+    return _settings_from(tuple(environ.get(name) for name in _VARIABLES))
+
+
+@cache
+def _physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def thread_count() -> int:
+    """llama.cpp threads: KEEL_THREADS, else the physical cores. Not in Settings because
+    counting cores is slow and only loading a model needs it; it does not change outputs."""
+    raw = os.environ.get("KEEL_THREADS")
+    return _positive("KEEL_THREADS", raw, 0) or _physical_cores()
+
+
+def api_key() -> str | None:
+    """The Bearer key `keel serve` requires (KEEL_API_KEY), if any."""
+    return os.environ.get("KEEL_API_KEY") or None

@@ -1,4 +1,11 @@
-"""Typed errors: every failure a caller can fix names what was asked and how to fix it."""
+"""Typed errors and warnings: every failure a caller can fix names what was asked and how
+to fix it, and every warning points at the caller's line, not at keel's."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
 
 
 class KeelError(Exception):
@@ -41,9 +48,29 @@ class StructuredOutputError(KeelError):
         self.partial_text = partial_text
 
 
+class InvalidConstraintError(StructuredOutputError, InvalidParameterError):
+    """The schema, regex or choice list itself is invalid (the caller's mistake, found
+    before generating), as opposed to output that could not be finished."""
+
+
 class QueueFullError(KeelError):
     """Too many requests are waiting for this model; try again after `retry_after` s."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_caller(message: str, category: type[Warning] = KeelWarning) -> None:
+    """Warn at the first frame outside keel, so the warning names the caller's line, and
+    identical warnings from different call sites each show (the default filter shows a
+    warning once per location)."""
+    frame = sys._getframe(1)
+    level = 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

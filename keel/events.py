@@ -5,8 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from .sampling import TokenLogprob
+
+
+class FinishReason(StrEnum):
+    """Why a generation ended. A str, so `reason == "stop"` and JSON output work as is."""
+
+    STOP = "stop"  # the model's end token (or a constraint completed)
+    STOP_STRING = "stop_string"
+    LENGTH = "length"  # max_new_tokens or the context filled up
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, engine error)
+
+# The runs that finished by themselves: cacheable, and "completed normally" on the server.
+COMPLETED = frozenset({FinishReason.STOP, FinishReason.STOP_STRING, FinishReason.LENGTH})
 
 
 @dataclass(frozen=True)
@@ -14,11 +32,11 @@ class Fingerprint:
     """Everything that decides an output: model sha256, keel and llama.cpp build,
     context settings and all sampling parameters. `digest` is a short stable hash of it."""
 
-    details: dict = field(compare=False, hash=False)
+    details: dict[str, Any] = field(compare=False, hash=False)
     digest: str = ""
 
     @classmethod
-    def of(cls, details: dict) -> Fingerprint:
+    def of(cls, details: dict[str, Any]) -> Fingerprint:
         canonical = json.dumps(details, sort_keys=True, separators=(",", ":"))
         return cls(details, "fp_" + hashlib.sha256(canonical.encode()).hexdigest()[:24])
 
@@ -41,7 +59,7 @@ class GenerationResponse:
     peak_memory: float
     time_to_first_token: float = 0.0  # seconds from submission; 0 until the first token
     prompt_reused: int = 0  # prompt tokens whose KV was reused from an earlier prefill
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     stop_string: str | None = None
     prompt_truncated: bool = False
     fallback: bool = False
@@ -52,10 +70,13 @@ class GenerationResponse:
 
 @dataclass(frozen=True)
 class GenerationResult:
+    """A whole run. `value` is the parsed, validated output under a constraint (a JSON
+    value, a Pydantic instance, or the matching text), else None."""
+
     text: str
     tokens: tuple[int, ...]
     logprobs: tuple[TokenLogprob, ...] | None
-    finish_reason: str
+    finish_reason: FinishReason
     stop_string: str | None
     prompt_tokens: int
     prompt_truncated: bool
@@ -63,8 +84,9 @@ class GenerationResult:
     fingerprint: Fingerprint | None
     error: str | None = None
     cached: bool = False
+    value: Any = None
 
-    def logprobs_dict(self) -> dict | None:
+    def logprobs_dict(self) -> dict[str, Any] | None:
         """The public logprobs shape: one entry per sampled token, in order."""
         if self.logprobs is None:
             return None
@@ -86,7 +108,9 @@ def collect(
         logprobs=tuple(e.logprobs for e in events if e.logprobs is not None)
         if with_logprobs
         else None,
-        finish_reason=final.finish_reason if final else "cancelled",
+        finish_reason=final.finish_reason
+        if final and final.finish_reason
+        else FinishReason.CANCELLED,
         stop_string=final.stop_string if final else None,
         prompt_tokens=last.prompt_tokens if last else 0,
         prompt_truncated=last.prompt_truncated if last else False,

@@ -1,20 +1,24 @@
-"""Validated, normalised generation parameters.
+"""Generation parameters: one table of defaults, ranges and docs, and their validated form.
 
-One frozen dataclass holds everything that decides the output, so the same object can be
-hashed into the fingerprint (and later the cache key) and passed unchanged to every
-surface. Validation happens here, once, before any model work.
+`PARAMETERS` is the single source of truth: the library signatures take their defaults
+from it, the CLI builds its options from it, the HTTP request models and README's table
+are checked against it by tests (README's table is `markdown_table()`).
+
+One frozen dataclass, `GenerationParams`, holds everything that decides the output, so the
+same object can be hashed into the fingerprint (and so the cache key) and passed unchanged
+to every surface. Validation happens here, once, before any model work.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from .errors import InvalidParameterError
 
-DEFAULT_SEED = 42
-DEFAULT_MAX_NEW_TOKENS = 512
 EOS_MARKER = "[EOS]"
 MAX_SEED = 2**32 - 1
 MAX_TEMPERATURE = 100.0
@@ -22,22 +26,194 @@ MAX_TEMPERATURE = 100.0
 # server: 5e-324 became a division by zero); 0 itself means greedy.
 MIN_TEMPERATURE = 1e-4
 MAX_TOP_LOGPROBS = 20
+ROLES = ("system", "user", "assistant", "developer", "tool")
+Role = Literal["system", "user", "assistant", "developer", "tool"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One argument of the generation functions: its default as the caller sees it (None
+    where the value is worked out later), how that default reads in docs, and what it does."""
+
+    name: str
+    default: Any
+    shown: str  # the default as README and --help show it
+    doc: str
+
+
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter(
+            "prompt",
+            None,
+            "required",
+            "the user message (chat models) or raw text (base models, or `raw=True`); "
+            "give `prompt` or `messages`",
+        ),
+        Parameter(
+            "messages",
+            None,
+            "`None`",
+            'a conversation `[{"role": ..., "content": ...}]`, rendered with the '
+            "model's chat template (a base model takes exactly one user message)",
+        ),
+        Parameter(
+            "max_new_tokens",
+            None,
+            "`512` (`None` = 512)",
+            "upper bound on sampled tokens, >= 1",
+        ),
+        Parameter("return_logprobs", False, "`False`", "return `(text, logprobs)`"),
+        Parameter(
+            "eos_string",
+            EOS_MARKER,
+            '`"[EOS]"`',
+            '`"[EOS]"` = the model\'s own end tokens; any other string also stops there '
+            "and is not included",
+        ),
+        Parameter(
+            "model",
+            None,
+            "`None` → `smollm2-135m`",
+            "registry name or a path to a `.gguf` file",
+        ),
+        Parameter(
+            "model_repo",
+            None,
+            "`None`",
+            "a Hugging Face repo (with `model_filename`), or a local directory",
+        ),
+        Parameter(
+            "model_filename",
+            None,
+            "`None`",
+            "the GGUF file in `model_repo`, a relative path",
+        ),
+        Parameter(
+            "size",
+            None,
+            "`None`",
+            "`mini` (smollm2-135m), `small` (gemma3-270m), `large` (qwen2.5-3b, download)",
+        ),
+        Parameter(
+            "seed",
+            42,
+            "`42`",
+            "int in 0..2**32-1; only matters when `temperature > 0`",
+        ),
+        Parameter(
+            "temperature",
+            0.0,
+            "`0.0`",
+            "0 = greedy (argmax, ties to the lowest token id); 1e-4 to 100 samples (smaller "
+            "positive values are refused: they overflow the logits)",
+        ),
+        Parameter("top_k", 0, "`0` (off)", "keep the k most likely tokens (ties by lower id)"),
+        Parameter(
+            "top_p",
+            1.0,
+            "`1.0` (off)",
+            "keep the smallest most-likely set whose probability reaches p",
+        ),
+        Parameter(
+            "min_p",
+            0.0,
+            "`0.0` (off)",
+            "keep tokens at least `min_p` times the top token's probability",
+        ),
+        Parameter(
+            "stop",
+            None,
+            "`None`",
+            "a string or list of strings that end the output (excluded)",
+        ),
+        Parameter(
+            "top_logprobs",
+            5,
+            "`5`",
+            f"alternatives per token in logprobs (0 to {MAX_TOP_LOGPROBS})",
+        ),
+        Parameter("raw", False, "`False`", "skip the chat template"),
+        Parameter("cache", True, "`True`", "use the persistent result cache for this call"),
+        Parameter(
+            "schema",
+            None,
+            "`None`",
+            "JSON Schema dict, Pydantic model or Python type: output is "
+            "`<json-output>JSON</json-output>`",
+        ),
+        Parameter("regex", None, "`None`", "output fully matches the pattern"),
+        Parameter("choices", None, "`None`", "output is exactly one of the strings"),
+        Parameter(
+            "response_format",
+            None,
+            "`None`",
+            '`{"type": "json_object"}` or `{"type": "json_schema", "json_schema": '
+            '{"schema": ...}}`',
+        ),
+        Parameter(
+            "reasoning",
+            False,
+            "`False`",
+            "with a schema: allow one line of free text (≤ 400 characters) before the JSON",
+        ),
+        Parameter(
+            "unsafe_mode",
+            False,
+            "`False`",
+            "remote backends: raises `NotImplementedError` until they land",
+        ),
+    )
+}
+
+
+def default(name: str) -> Any:
+    return PARAMETERS[name].default
+
+
+DEFAULT_SEED: int = default("seed")
+DEFAULT_MAX_NEW_TOKENS = 512
+DEFAULT_TOP_LOGPROBS: int = default("top_logprobs")
+
+
+def markdown_table() -> str:
+    """README's parameter table, rendered from PARAMETERS."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{p.name}` | {p.shown} | {p.doc} |" for p in PARAMETERS.values()]
+    return "\n".join(rows)
+
+
+def docstring_section(names: Sequence[str]) -> str:
+    """An `Args:` section for a generation function's docstring, rendered from PARAMETERS."""
+    lines = ["", "", "Args:"]
+    for name in names:
+        p = PARAMETERS[name]
+        shown = p.shown.replace("`", "")
+        lines.append(f"    {name}: {p.doc.replace('`', '')} (default {shown})")
+    return "\n".join(lines)
+
+
+Message = tuple[str, str]  # (role, content)
 
 
 @dataclass(frozen=True)
 class GenerationParams:
-    prompt: str
+    """Validated, canonical parameters: everything that decides an output."""
+
+    prompt: str = ""
+    messages: tuple[Message, ...] = ()  # a conversation instead of a prompt
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     eos_string: str = EOS_MARKER
     stop: tuple[str, ...] = ()
     seed: int = DEFAULT_SEED
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
+    temperature: float = default("temperature")
+    top_k: int = default("top_k")
+    top_p: float = default("top_p")
+    min_p: float = default("min_p")
     logprobs: bool = False
-    top_logprobs: int = 5
-    raw: bool = False
+    top_logprobs: int = DEFAULT_TOP_LOGPROBS
+    raw: bool = default("raw")
     constraint: str = ""  # canonical description of a structured-output grammar
 
     @property
@@ -47,14 +223,25 @@ class GenerationParams:
             return self.stop
         return (*self.stop, self.eos_string)
 
-    def sampling_dict(self) -> dict:
-        """Everything but the prompt, for fingerprints and logs."""
+    @property
+    def input_text(self) -> str:
+        """The input as one string, for cache keys and the stand-in text: the prompt, or
+        the conversation as canonical JSON (a prompt can never look like it: the marker
+        byte cannot be typed by accident, and a prompt key has no marker)."""
+        if not self.messages:
+            return self.prompt
+        return "\x01messages" + json.dumps(self.messages, ensure_ascii=False)
+
+    def sampling_dict(self) -> dict[str, Any]:
+        """Everything but the input, for fingerprints and logs."""
         values = {name: getattr(self, name) for name in _SAMPLING_FIELDS}
         values["stop"] = list(self.stop)
         return values
 
 
-_SAMPLING_FIELDS = tuple(f.name for f in fields(GenerationParams) if f.name != "prompt")
+_SAMPLING_FIELDS = tuple(
+    f.name for f in fields(GenerationParams) if f.name not in ("prompt", "messages")
+)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -82,24 +269,58 @@ def _normalise_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def normalise_messages(messages: object) -> tuple[Message, ...]:
+    """A conversation as (role, content) pairs; anything else is refused by name."""
+    _require(
+        isinstance(messages, Sequence) and not isinstance(messages, str) and len(messages) > 0,
+        f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r}",
+    )
+    assert isinstance(messages, Sequence)
+    pairs = []
+    for index, message in enumerate(messages):
+        _require(
+            isinstance(message, Mapping) and set(message) <= {"role", "content"},
+            f"messages[{index}] must be a dict with 'role' and 'content', got {message!r}",
+        )
+        assert isinstance(message, Mapping)
+        role, content = message.get("role"), message.get("content", "")
+        _require(role in ROLES, f"messages[{index}]['role'] must be one of {ROLES}, got {role!r}")
+        _require(
+            isinstance(content, str),
+            f"messages[{index}]['content'] must be str, got {type(content).__name__}",
+        )
+        pairs.append((str(role), str(content)))
+    return tuple(pairs)
+
+
 def make_params(
-    prompt: str,
+    prompt: str | None = None,
     *,
+    messages: object = None,
     max_new_tokens: int | None = None,
     eos_string: str = EOS_MARKER,
     stop: str | Sequence[str] | None = None,
     seed: int = DEFAULT_SEED,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
+    temperature: float = default("temperature"),
+    top_k: int = default("top_k"),
+    top_p: float = default("top_p"),
+    min_p: float = default("min_p"),
     logprobs: bool = False,
-    top_logprobs: int = 5,
-    raw: bool = False,
+    top_logprobs: int = DEFAULT_TOP_LOGPROBS,
+    raw: bool = default("raw"),
     constraint: str = "",
 ) -> GenerationParams:
     """Check every parameter and return the canonical form; raise InvalidParameterError."""
-    _require(isinstance(prompt, str), f"prompt must be str, got {type(prompt).__name__}")
+    _require(
+        (prompt is None) != (messages is None),
+        "give exactly one of prompt and messages",
+    )
+    conversation: tuple[Message, ...] = ()
+    if messages is not None:
+        conversation = normalise_messages(messages)
+        _require(not raw, "raw=True skips the chat template, so it cannot take messages")
+    else:
+        _require(isinstance(prompt, str), f"prompt must be str, got {type(prompt).__name__}")
     if max_new_tokens is None:
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS
     _require(
@@ -131,7 +352,8 @@ def make_params(
     )
     _require(isinstance(raw, bool), f"raw must be bool, got {raw!r}")
     return GenerationParams(
-        prompt=prompt,
+        prompt=prompt if isinstance(prompt, str) else "",
+        messages=conversation,
         max_new_tokens=max_new_tokens,
         eos_string=eos_string,
         stop=_normalise_stop(stop),

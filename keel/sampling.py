@@ -9,7 +9,9 @@ in vocabulary order, so stream, batch and resumed runs pick the same tokens.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +114,7 @@ class TokenLogprob:
     top_logprobs: tuple[TokenAlternative, ...]
 
     @classmethod
-    def from_dict(cls, data: dict) -> TokenLogprob:
+    def from_dict(cls, data: dict[str, Any]) -> TokenLogprob:
         return cls(
             data["token_id"],
             data["text"],
@@ -123,7 +125,7 @@ class TokenLogprob:
             ),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "token_id": self.token_id,
             "text": self.text,
@@ -135,7 +137,9 @@ class TokenLogprob:
         }
 
 
-def token_logprob(logits: np.ndarray, token: int, top_n: int, text_of) -> TokenLogprob:
+def token_logprob(
+    logits: np.ndarray, token: int, top_n: int, text_of: Callable[[int], str]
+) -> TokenLogprob:
     """Log-softmax of the raw logits for the chosen token and the top_n alternatives."""
     values = logits.astype(np.float64)
     peak = values.max()

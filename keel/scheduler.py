@@ -1,11 +1,10 @@
 """One worker thread per loaded model owns its llama.cpp context; callers submit jobs.
 
-The worker keeps up to `engine.slots` generations in flight. Each round it gives queued
-jobs free slots, prefills about one chunk of prompt tokens, then decodes the pending tokens
-of all running sequences, batched in groups of proven sizes, and pushes each event into
-its job's channel. Consumers in any thread or
-event loop read at their own pace; a consumer that stops early cancels its job, which ends
-before its next token and frees the slot.
+The worker keeps up to `slots` generations in flight. Each round it gives queued jobs
+free slots, prefills about one chunk of prompt tokens, then decodes the pending tokens of
+all running generations, batched in groups of proven sizes, and pushes each event into its
+job's channel. Consumers in any thread or event loop read at their own pace; a consumer
+that stops early cancels its job, which ends before its next token and frees the slot.
 """
 
 from __future__ import annotations
@@ -13,66 +12,33 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from time import perf_counter
 
-from .config import positive_int
+from .channel import Channel
+from .config import settings
 from .engine.batching import batch_groups
-from .engine.llama import CHUNK, LlamaEngine
+from .engine.context import CHUNK
+from .engine.llama import LlamaEngine
 from .errors import GenerationError, QueueFullError
-from .events import GenerationResponse
-from .loop import Sequence
-
-_END = object()
-DEFAULT_QUEUE_DEPTH = 64
+from .events import GenerationResponse, GenerationResult
+from .generation import Generation
 
 
-class Channel:
-    """A thread-safe FIFO that blocking threads and asyncio tasks can both wait on."""
-
-    def __init__(self) -> None:
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
-
-    def put(self, item) -> None:
-        with self._cond:
-            self._items.append(item)
-            self._cond.notify()
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            loop, future = waiter
-            loop.call_soon_threadsafe(_wake, future)
-
-    def get(self):
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            return self._items.popleft()
-
-    async def aget(self):
-        while True:
-            with self._cond:
-                if self._items:
-                    return self._items.popleft()
-                loop = asyncio.get_running_loop()
-                future = loop.create_future()
-                self._waiter = (loop, future)
-            await future
+class _End:
+    """Marks the end of a job's channel."""
 
 
-def _wake(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
+_END = _End()
+Item = GenerationResponse | BaseException | _End
 
 
 class Job:
-    """One submitted generation, run by the worker as a Sequence."""
+    """One submitted generation, run by the worker; an EventSource for its handle."""
 
-    def __init__(self, sequence: Sequence) -> None:
-        self.sequence = sequence
-        self.channel = Channel()
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        self.channel: Channel[Item] = Channel()
         self.cancelled = threading.Event()
         self.done = threading.Event()  # set once the worker has let go of the engine
         self.submitted = perf_counter()
@@ -92,23 +58,32 @@ class Job:
         self.channel.put(_END)
 
     def events(self) -> Iterator[GenerationResponse]:
-        """Blocking iteration; cancels the job if the consumer stops early."""
         try:
-            while (item := self.channel.get()) is not _END:
+            while not isinstance(item := self.channel.get(), _End):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
             self.cancel()
 
-    async def aevents(self):
+    async def aevents(self) -> AsyncIterator[GenerationResponse]:
         try:
-            while (item := await self.channel.aget()) is not _END:
+            while not isinstance(item := await self.channel.aget(), _End):
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
             self.cancel()
+
+    def wait_released(self) -> None:
+        self.done.wait()
+
+    async def await_released(self) -> None:
+        if not self.done.is_set():
+            await asyncio.to_thread(self.done.wait)
+
+    def known_result(self) -> GenerationResult | None:
+        return None
 
 
 class Worker:
@@ -117,7 +92,8 @@ class Worker:
         self._queue: queue.Queue[Job] = queue.Queue()
         self._submit_lock = threading.Lock()
         self._active: dict[int, Job] = {}  # slot -> job (prefilling or decoding)
-        self._prefills: dict[int, Generator] = {}  # slot -> its paused prefill, oldest first
+        # slot -> its paused prefill, oldest first
+        self._prefills: dict[int, Generator[None, None, GenerationResponse | None]] = {}
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
@@ -132,10 +108,10 @@ class Worker:
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, sequence: Sequence) -> Job:
+    def submit(self, generation: Generation) -> Job:
         """Queue a job, unless KEEL_QUEUE_DEPTH jobs already wait (read now, so a change
         applies to models that are already loaded)."""
-        depth = queue_depth()
+        depth = settings().queue_depth
         with self._submit_lock:
             if self._queue.qsize() >= depth:
                 raise QueueFullError(
@@ -143,7 +119,7 @@ class Worker:
                     "(KEEL_QUEUE_DEPTH raises the limit)",
                     retry_after=1.0,
                 )
-            job = Job(sequence)
+            job = Job(generation)
             self._queue.put(job)
         return job
 
@@ -153,7 +129,7 @@ class Worker:
                 self._admit()
                 for slot, job in list(self._active.items()):
                     if job.cancelled.is_set():
-                        self._finish(slot, job.sequence.cancelled())
+                        self._finish(slot, job.generation.cancelled())
                 self._prefill_round()
                 self._step()
             except BaseException as exc:  # a bug: fail what is running, never hang callers
@@ -162,7 +138,7 @@ class Worker:
 
     def _admit(self) -> None:
         """Give queued jobs free slots; wait for one when nothing is running."""
-        while len(self._active) < self.engine.slots:
+        while len(self._active) < self.engine.slots.count:
             try:
                 job = self._queue.get(block=not self._active)
             except queue.Empty:
@@ -170,9 +146,13 @@ class Worker:
             if job.cancelled.is_set():
                 job.end()  # cancelled while waiting: not even a prefill
                 continue
-            slot = self._pick_slot(job.sequence)
+            try:
+                slot = self._pick_slot(job.generation)
+            except BaseException as exc:  # not yet in _active: end it here, or it hangs
+                job.end(error=exc)
+                continue
             self._active[slot] = job
-            self._prefills[slot] = job.sequence.prefill(slot, job.submitted)
+            self._prefills[slot] = job.generation.prefill(slot, job.submitted)
 
     def _prefill_round(self) -> None:
         """Prefill about one chunk's worth of prompt tokens, oldest prompt first: several
@@ -181,7 +161,7 @@ class Worker:
         budget = CHUNK
         while self._prefills and budget > 0:
             slot = next(iter(self._prefills))
-            size = len(self._active[slot].sequence.prompt.tokens)
+            size = len(self._active[slot].generation.prompt.tokens)
             budget -= size if self._prefill_step(slot) else CHUNK
 
     def _prefill_step(self, slot: int) -> bool:
@@ -200,43 +180,52 @@ class Worker:
         del self._prefills[slot]
         if failure is not None:
             self._finish(slot, failure)
-        elif job.emit(job.sequence.advance(self.engine.prompt_logits(slot))):
+        elif job.emit(job.generation.advance(self.engine.slots.prompt_logits(slot))):
             self._finish(slot)
         return True
 
-    def _pick_slot(self, sequence: Sequence) -> int:
+    def _pick_slot(self, generation: Generation) -> int:
         """The free slot that can reuse most of the prompt's KV; else the lowest free one,
         which keeps running slots consecutive so they batch together."""
-        free = [slot for slot in range(self.engine.slots) if slot not in self._active]
-        tokens = sequence.prompt.tokens
-        return max(free, key=lambda slot: (self.engine.reusable_tokens(tokens, slot), -slot))
+        slots = self.engine.slots
+        free = [slot for slot in range(slots.count) if slot not in self._active]
+        tokens = generation.prompt.tokens
+        return max(free, key=lambda slot: (slots.reusable_tokens(tokens, slot), -slot))
 
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""
         active = self._active
-        pending = sorted(slot for slot, job in active.items() if job.sequence.pending is not None)
+        pending = sorted(slot for slot, job in active.items() if job.generation.pending is not None)
         for group in batch_groups(pending, self.engine.batch_sizes):
-            sequences = [active[slot].sequence for slot in group]
+            generations = [active[slot].generation for slot in group]
             try:
-                entries = zip(group, sequences, strict=True)
-                self.engine.step_batch([(seq.pending, seq.position, slot) for slot, seq in entries])
+                self.engine.step_batch(
+                    [
+                        (gen.pending, gen.position, slot)
+                        for slot, gen in zip(group, generations, strict=True)
+                        if gen.pending is not None
+                    ]
+                )
             except GenerationError as exc:
-                for slot, seq in zip(group, sequences, strict=True):
-                    self._finish(slot, seq.failed(exc))
+                for slot, gen in zip(group, generations, strict=True):
+                    self._finish(slot, gen.failed(exc))
                 continue
             self.decode_calls += 1
             self.decoded_tokens += len(group)
             for row, slot in enumerate(group):
                 job = active[slot]
                 try:
-                    job.sequence.decoded()
-                    if job.emit(job.sequence.advance(self.engine.logits(row))):
+                    job.generation.decoded()
+                    if job.emit(job.generation.advance(self.engine.logits(row))):
                         self._finish(slot)
                 except BaseException as exc:
                     self._finish(slot, error=exc)
 
     def _finish(
-        self, slot: int, event: GenerationResponse | None = None, error: BaseException | None = None
+        self,
+        slot: int,
+        event: GenerationResponse | None = None,
+        error: BaseException | None = None,
     ) -> None:
         job = self._active.pop(slot)
         steps = self._prefills.pop(slot, None)
@@ -245,7 +234,3 @@ class Worker:
         if event is not None:
             job.emit(event)
         job.end(error)
-
-
-def queue_depth() -> int:
-    return positive_int("KEEL_QUEUE_DEPTH", DEFAULT_QUEUE_DEPTH)

@@ -8,7 +8,7 @@ from typing import Any
 from .events import GenerationResponse, GenerationResult
 
 
-def stats(last: GenerationResponse | None) -> dict:
+def stats(last: GenerationResponse | None) -> dict[str, Any]:
     """Speed and memory figures from a run's last event."""
     if last is None:
         return {}
@@ -25,14 +25,14 @@ def stats(last: GenerationResponse | None) -> dict:
     }
 
 
-def summary(result: GenerationResult, last: GenerationResponse | None, value: Any) -> dict:
+def summary(result: GenerationResult, last: GenerationResponse | None) -> dict[str, Any]:
     return {
         "text": result.text,
         "token_ids": list(result.tokens),
         "logprobs": result.logprobs_dict(),
         "finish_reason": result.finish_reason,
         "stop_string": result.stop_string,
-        "value": value,
+        "value": result.value,  # JSON data: the CLI and server take JSON Schema dicts only
         "stats": stats(last),
         "fingerprint": result.fingerprint.digest if result.fingerprint else None,
     }

@@ -18,3 +18,14 @@ MODELS = ["smollm2-135m", "gemma3-270m"]
 @pytest.fixture(params=MODELS)
 def model_name(request):
     return request.param
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many golden cases were compared: a run that skipped them all must show."""
+    from test_golden import golden_counts
+
+    counts = golden_counts()
+    if counts["compared"] or counts["skipped"]:
+        terminalreporter.write_line(
+            f"golden cases: {counts['compared']} compared exactly, {counts['skipped']} skipped"
+        )

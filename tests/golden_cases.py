@@ -27,9 +27,18 @@ MAX_NEW_TOKENS = 48
 
 
 def golden_key(fingerprint: keel.Fingerprint) -> dict:
-    """Model, engine build and context settings: what must match for the numbers to match.
-    Sampling settings are part of each case; keel's version string is not a numeric input."""
+    """What is stored with each golden case: the model, engine build and context settings."""
     return {key: fingerprint.details[key] for key in ("model", "engine", "context")}
+
+
+def numbers_key(stored: dict) -> dict:
+    """What must match for the numbers to match: the model's sha256 (not its name), the
+    llama.cpp build and CPU feature line, and the context settings."""
+    return {
+        "sha256": stored["model"]["sha256"],
+        "engine": stored["engine"],
+        "context": stored["context"],
+    }
 
 
 def run_case(model: str, case: dict, setting: dict) -> dict:

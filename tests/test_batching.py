@@ -6,25 +6,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import keel
-from keel.engine.batching import batch_groups
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 
 PROMPT = "Write a short story about a lighthouse."
-
-
-def test_groups_are_consecutive_runs_cut_into_proven_sizes():
-    assert batch_groups([0, 1, 2, 4, 5, 7], (1, 2, 3)) == [[0, 1, 2], [4, 5], [7]]
-    assert batch_groups([0, 1, 2, 3, 4], (1, 2)) == [[0, 1], [2, 3], [4]]
-    assert batch_groups([3, 4, 5, 6], (1,)) == [[3], [4], [5], [6]]
-    assert batch_groups([], (1, 2)) == []
 
 
 def test_self_check_result_is_reported(model_name):
     loaded = load_location(resolve_model(model_name))
     sizes = loaded.engine.batch_sizes
     assert sizes[0] == 1 and list(sizes) == sorted(set(sizes))
-    assert set(sizes) <= set(range(1, loaded.engine.slots + 1))
+    assert set(sizes) <= set(range(1, loaded.engine.slots.count + 1))
 
 
 def test_batched_equals_solo_and_really_batches(model_name):
@@ -51,7 +43,7 @@ def test_one_slot_context_gives_the_same_text(monkeypatch):
     many = keel.generate(PROMPT, **kwargs)
     monkeypatch.setenv("KEEL_SLOTS", "1")
     one = load_location(resolve_model("smollm2-135m"))
-    assert one.engine.slots == 1 and one.engine.batch_sizes == (1,)
+    assert one.engine.slots.count == 1 and one.engine.batch_sizes == (1,)
     assert keel.generate(PROMPT, **kwargs) == many
 
 
@@ -61,7 +53,7 @@ def test_a_long_prefill_does_not_stall_running_streams():
     prompt."""
     engine = load_location(resolve_model("smollm2-135m")).engine
     long_prompt = "The keeper climbed the stairs and lit the lamp. " * 140
-    assert len(engine.prompt_tokens(long_prompt, raw=True)) > 2 * 512
+    assert len(engine.vocab.prompt_tokens(long_prompt, raw=True)) > 2 * 512
     arrivals = []
     running = keel.start_generation("Tell me a long story.", max_new_tokens=400, temperature=1)
     consumer = threading.Thread(

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import keel
-from keel.cache import FILENAME, ResultCache, configure_cache, result_cache
-from keel.record import Record
+from keel.cache import FILENAME, Record, ResultCache, configure_cache, result_cache
 
 PROMPT = "Write one sentence about the sea."
 
@@ -95,10 +94,11 @@ def test_hit_from_a_fresh_process_loads_no_weights(cache_dir):
     expected = keel.generate(PROMPT, max_new_tokens=12, seed=5)
     result_cache().flush()
     code = (
-        "import json, sys, keel; from keel import runtime; from keel.cache import configure_cache;"
+        "import json, sys, keel; from keel.loaded import any_loaded; "
+        "from keel.cache import configure_cache;"
         "configure_cache(enabled=True, directory=sys.argv[1]);"
         "text = keel.generate(sys.argv[2], max_new_tokens=12, seed=5);"
-        "print(json.dumps([text, bool(runtime._loaded)]))"
+        "print(json.dumps([text, any_loaded()]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(cache_dir), PROMPT],
@@ -152,7 +152,7 @@ def test_two_processes_write_and_read_concurrently(tmp_path):
 KILL_LOOP = """
 import sys, pathlib
 from keel.cache import CacheConfig, ResultCache
-from keel.record import Record
+from keel.cache import Record
 cache = ResultCache(pathlib.Path(sys.argv[1]), CacheConfig())
 i = 0
 print("ready", flush=True)
@@ -237,4 +237,26 @@ def test_repeated_calls_with_list_arguments_use_the_fast_path(cache_dir):
     hits_before = cache._hits
     assert keel.generate(PROMPT, **kwargs) == first
     assert cache._hits == hits_before + 1
-    assert cache._calls  # the call was remembered by its arguments (lists made hashable)
+    assert len(keel.api._calls)  # the call was remembered by its arguments (lists made hashable)
+
+
+def test_fast_path_notices_a_model_file_replaced_in_place(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KEEL_SLOTS", "1")  # small engines for the copies; not a numeric setting
+    from keel.models import resolve_model
+
+    path = tmp_path / "model.gguf"
+    expected = {}
+    for name in ("smollm2-135m", "gemma3-270m"):
+        expected[name] = keel.generate(PROMPT, model=name, max_new_tokens=6, raw=True)
+    path.write_bytes(resolve_model("smollm2-135m").path.read_bytes())
+    assert (
+        keel.generate(PROMPT, model=str(path), max_new_tokens=6, raw=True)
+        == expected["smollm2-135m"]
+    )
+    replacement = tmp_path / "replacement.gguf"
+    replacement.write_bytes(resolve_model("gemma3-270m").path.read_bytes())
+    os.replace(replacement, path)  # same path, another model
+    assert (
+        keel.generate(PROMPT, model=str(path), max_new_tokens=6, raw=True)
+        == expected["gemma3-270m"]
+    )

@@ -93,7 +93,7 @@ def test_corrupt_and_truncated_gguf_raise_load_errors(tmp_path, smollm2_path):
 
 def test_large_size_needs_downloads_enabled():
     spec = REGISTRY["qwen2.5-3b"]
-    assert spec.size == "large" and spec.hf_repo and spec.hf_filename
+    assert spec.size == "large" and spec.source.repo and spec.source.filename
     with pytest.raises(ModelNotAvailableError, match="KEEL_ALLOW_DOWNLOADS=1"):
         keel.generate("hi", size="large")
 
@@ -119,4 +119,4 @@ def test_missing_bundled_package_says_how_to_install(monkeypatch):
 def test_preload_returns_the_shared_model():
     first = keel.preload_models(size="mini")
     assert keel.preload_models(model="smollm2-135m") is first
-    assert first.engine.chat_template and first.sha256 == model_sha256(first.path)
+    assert first.engine.vocab.chat_template and first.sha256 == model_sha256(first.path)

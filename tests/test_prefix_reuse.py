@@ -3,8 +3,8 @@
 import pytest
 
 import keel
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 
 SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
 
@@ -12,11 +12,11 @@ SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
 def _prompt(engine, chunks: int, tail: str) -> str:
     """Raw text whose tokens fill `chunks` whole 512-token chunks, then `tail`."""
     text = SENTENCE * (chunks * 512 // 10)
-    while len(engine.prompt_tokens(text, raw=True)) > chunks * 512:
+    while len(engine.vocab.prompt_tokens(text, raw=True)) > chunks * 512:
         text = text[: len(text) - len(SENTENCE)]
-    while len(engine.prompt_tokens(text, raw=True)) < chunks * 512:
+    while len(engine.vocab.prompt_tokens(text, raw=True)) < chunks * 512:
         text += "a "
-    assert len(engine.prompt_tokens(text, raw=True)) >= chunks * 512
+    assert len(engine.vocab.prompt_tokens(text, raw=True)) >= chunks * 512
     return text + tail
 
 
@@ -32,12 +32,12 @@ def test_warm_prefill_equals_cold(model_name, chunks):
     engine = load_location(resolve_model(model_name)).engine
     prompt = _prompt(engine, chunks, " Question: what did the keeper see?")
     other = _prompt(engine, chunks, " Question: who built the tower?")
-    engine.prefix_reuse = False
+    engine.slots.reuse.verdict = False
     _, cold = _run(prompt, model_name)
-    engine.prefix_reuse = None  # back to the proven (and remembered) setting
+    engine.slots.reuse.verdict = None  # back to the proven (and remembered) setting
     _run(other, model_name)  # fills the cache with the shared chunks and another tail
     events, warm = _run(prompt, model_name)
-    assert engine.prefix_reuse is True
+    assert engine.slots.reuse.verdict is True
     assert events[-1].prompt_reused == chunks * 512
     assert warm == cold
 
@@ -65,10 +65,10 @@ def test_the_same_prompt_again_skips_prefill_and_gives_the_same_tokens(model_nam
 
     cold = []
     for seed in (1, 2):
-        engine.reset()
+        engine.slots.reset()
         cold.append(run(seed)[1])
-    engine.reset()
+    engine.slots.reset()
     reused, first = run(1)
     assert reused == 0 and first == cold[0]
     reused, again = run(2)
-    assert reused == len(engine.prompt_tokens(prompt, raw=False)) and again == cold[1]
+    assert reused == len(engine.vocab.prompt_tokens(prompt, raw=False)) and again == cold[1]

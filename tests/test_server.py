@@ -15,8 +15,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 import keel
+from keel.loaded import load_location
 from keel.models import resolve_model
-from keel.runtime import load_location
 from keel.server import ServerConfig
 
 PROMPT = "Write one sentence about the sea."
@@ -233,7 +233,10 @@ def test_limits_and_bad_input_are_4xx_json(url):
         (post("/v1/generate", json={"prompt": 3}), 400, None),
         (post("/v1/generate", json={"prompt": "x", "seed": -1}), 400, "invalid_parameter"),
         (post("/v1/generate", json={"prompt": "x", "model": "/etc/passwd"}), 404, None),
-        (post("/v1/generate", json={"prompt": "x", "regex": "("}), 422, None),
+        (post("/v1/generate", json={"prompt": "x", "regex": "("}), 400, "invalid_constraint"),
+        (post("/v1/generate", json={"prompt": "x", "regex": "(a)\\1"}), 400, "invalid_constraint"),
+        (post("/v1/generate", json={"prompt": "x", "schema": {"type": "objekt"}}), 400, None),
+        (post("/v1/generate", json={"prompt": "x", "regex": 3}), 400, None),
         (post("/v1/generate", json={"prompt": "x", "unknown": 1}), 400, None),
         (post("/v1/completions", json={"model": "smollm2-135m", "prompt": "x", "n": 2}), 400, None),
         (httpx.get(f"{url}/nowhere"), 404, None),

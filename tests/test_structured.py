@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from typing_extensions import TypedDict
 
 import keel
-from keel.errors import InvalidParameterError, StructuredOutputError
+from keel.errors import InvalidConstraintError, InvalidParameterError, StructuredOutputError
 
 Name = Annotated[str, StringConstraints(max_length=16)]
 Small = Annotated[int, Field(ge=0, le=9)]
@@ -285,13 +285,17 @@ def test_token_limit_too_small_raises_with_partial_text():
     [(r"(?=a)b", "look-around"), (r"(a)\1", "backreferences"), (r"a{1,", "counted repetition")],
 )
 def test_unsupported_regexes_name_the_construct(regex, construct):
-    with pytest.raises(StructuredOutputError, match=construct):
+    with pytest.raises(InvalidConstraintError, match=construct) as caught:
         keel.generate("x", regex=regex)
+    # the caller's mistake, and still what callers of earlier versions caught
+    assert isinstance(caught.value, InvalidParameterError | StructuredOutputError)
 
 
 def test_bad_constraints_fail_before_generation():
-    with pytest.raises(StructuredOutputError, match="invalid JSON Schema"):
+    with pytest.raises(InvalidConstraintError, match="invalid JSON Schema"):
         keel.generate("x", schema={"type": "objekt"})
+    with pytest.raises(InvalidConstraintError, match="invalid regex"):
+        keel.generate("x", regex="(")
     with pytest.raises(InvalidParameterError, match="only one"):
         keel.generate("x", regex="a", choices=["a"])
     with pytest.raises(InvalidParameterError, match="choices"):

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import keel
+from keel.loaded import load_location
+from keel.models import resolve_model
 
 PROMPT = "Tell me a long story about a lighthouse keeper."
 
@@ -143,3 +145,19 @@ def test_async_handle_cancel():
 
     result = asyncio.run(main())
     assert result.finish_reason == "cancelled" and len(result.tokens) == 4
+
+
+def test_a_job_the_worker_cannot_place_fails_instead_of_hanging(monkeypatch):
+    worker = load_location(resolve_model("smollm2-135m")).worker
+
+    def no_slot(generation):
+        raise RuntimeError("no slot for this job")
+
+    monkeypatch.setattr(worker, "_pick_slot", no_slot)
+    handle = keel.start_generation("Hi", max_new_tokens=4)
+    with ThreadPoolExecutor(1) as pool:
+        consumed = pool.submit(lambda: list(handle))
+        with pytest.raises(RuntimeError, match="no slot"):
+            consumed.result(timeout=30)
+    monkeypatch.undo()
+    assert keel.generate("Hi", max_new_tokens=4)  # the worker goes on serving

@@ -13,8 +13,9 @@ import json
 
 import numpy as np
 
-from ..memo import remembered
-from .llama import LlamaEngine, _library_files
+from ..file_memo import remembered
+from .library import library_files
+from .llama import LlamaEngine
 
 # Prompt lengths per slot: varied, one past a 256-cell KV block, so streams differ in length.
 _LENGTHS = (3, 260, 17, 45, 60, 9, 30, 33)
@@ -30,15 +31,17 @@ def _prompt(engine: LlamaEngine, slot: int) -> list[int]:
 def _solo_logits(engine: LlamaEngine, slot: int, prompt: list[int]) -> list[np.ndarray]:
     """Greedy run of _STEPS decode steps on `slot` alone; the slot is rewound afterwards
     to its prefilled prompt."""
-    rows = [engine.prompt_logits(slot)]
+    rows = [engine.slots.prompt_logits(slot)]
     for step in range(_STEPS):
         engine.step(int(np.argmax(rows[-1])), len(prompt) + step, slot)
         rows.append(engine.logits().copy())
-    engine.rewind(slot, len(prompt))
+    engine.slots.rewind(slot, len(prompt))
     return rows
 
 
-def _batched_matches(engine: LlamaEngine, size: int, prompts, solo) -> bool:
+def _batched_matches(
+    engine: LlamaEngine, size: int, prompts: list[list[int]], solo: list[list[np.ndarray]]
+) -> bool:
     for step in range(_STEPS):
         engine.step_batch(
             [
@@ -53,29 +56,29 @@ def _batched_matches(engine: LlamaEngine, size: int, prompts, solo) -> bool:
 
 
 def _check(engine: LlamaEngine) -> list[int]:
-    prompts = [_prompt(engine, slot) for slot in range(engine.slots)]
+    prompts = [_prompt(engine, slot) for slot in range(engine.slots.count)]
     solo = []
     for slot, prompt in enumerate(prompts):
-        engine.prefill(prompt, slot)
+        engine.slots.prefill(prompt, slot)
         solo.append(_solo_logits(engine, slot, prompt))
     passed = [1]
-    for size in range(2, engine.slots + 1):
+    for size in range(2, engine.slots.count + 1):
         if _batched_matches(engine, size, prompts, solo):
             passed.append(size)
         for slot in range(size):
-            engine.rewind(slot, len(prompts[slot]))
-    engine.reset()
+            engine.slots.rewind(slot, len(prompts[slot]))
+    engine.slots.reset()
     return passed
 
 
 def proven_batch_sizes(engine: LlamaEngine) -> tuple[int, ...]:
     """The batch sizes (always including 1) at which batched decode equals solo decode."""
-    if engine.slots == 1:
+    if engine.slots.count == 1:
         return (1,)
     kind = f"batch invariance {json.dumps(engine.context.numerics(), sort_keys=True)}"
     verdict = remembered(
-        f"{kind} slots={engine.slots}",
-        [engine.path, *_library_files()],
+        f"{kind} slots={engine.slots.count}",
+        [engine.path, *library_files()],
         lambda: json.dumps(_check(engine)),
     )
     return tuple(json.loads(verdict))

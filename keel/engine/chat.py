@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from functools import lru_cache
 
+from jinja2 import Template
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -25,20 +26,21 @@ def _strftime_now(fmt: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _compile(source: str):
+def _compile(source: str) -> Template:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
     return env.from_string(source)
 
 
-def render_chat(source: str, messages: list[dict], bos_token: str, eos_token: str) -> str:
+def render_chat(source: str, messages: list[dict[str, str]], bos_token: str, eos_token: str) -> str:
     try:
-        return _compile(source).render(
+        rendered: str = _compile(source).render(
             messages=messages,
             add_generation_prompt=True,
             bos_token=bos_token,
             eos_token=eos_token,
         )
+        return rendered
     except TemplateError as exc:
         message = f"the model's chat template rejected the prompt: {exc}"
         raise InvalidParameterError(message) from exc

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterator
 
 from ..detok import StopMatcher
-from ..events import Fingerprint, GenerationResponse
+from ..events import Fingerprint, FinishReason, GenerationResponse
 from ..params import GenerationParams
 
 # One string split once reads better than a 37-line list.
@@ -46,7 +46,9 @@ def run(params: GenerationParams, fingerprint: Fingerprint) -> Iterator[Generati
             generation_tokens=index + 1,
             generation_tps=0.0,
             peak_memory=0.0,
-            finish_reason=("stop_string" if stop else "length") if last else None,
+            finish_reason=(FinishReason.STOP_STRING if stop else FinishReason.LENGTH)
+            if last
+            else None,
             stop_string=stop,
             fallback=True,
             fingerprint=fingerprint if last else None,

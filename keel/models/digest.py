@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..memo import remembered
+from ..file_memo import remembered
 
 
 def _sha256(path: Path) -> str:

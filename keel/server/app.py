@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from ..loaded import load_location
 from ..models import resolve_model
-from ..runtime import load_location
 from . import errors, native, openai_api, ops
 from .config import ServerConfig
 from .gateway import Gateway
@@ -34,7 +35,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig.from_env()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _load_in_background(app, config.model)
         yield
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from typing import Any
 
+from ..config import api_key
 from ..models.registry import DEFAULT_MODEL
 
 
@@ -18,8 +19,8 @@ class ServerConfig:
     keepalive_seconds: float = 15.0  # SSE comment interval on idle streams
 
     @classmethod
-    def from_env(cls, **overrides) -> ServerConfig:
+    def from_env(cls, **overrides: Any) -> ServerConfig:
         """Defaults, then KEEL_API_KEY, then explicit (non-None) overrides."""
-        values = {"api_key": os.environ.get("KEEL_API_KEY") or None}
+        values: dict[str, Any] = {"api_key": api_key()}
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import (
     GenerationError,
+    InvalidConstraintError,
     InvalidParameterError,
     KeelError,
     ModelNotAvailableError,
@@ -43,16 +46,20 @@ class RequestError(Exception):
         self.status, self.code, self.param = status, code, param
 
 
-def error_json(status: int, message: str, kind: str, code: str | None = None, param=None):
+def error_json(
+    status: int, message: str, kind: str, code: str | None = None, param: str | None = None
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "code": code, "param": param}}
     return JSONResponse(body, status_code=status)
 
 
 # Most specific first: UnknownModelError is an InvalidParameterError, ModelLoadError a
-# ModelNotAvailableError.
+# ModelNotAvailableError, and an invalid schema or regex (the client's mistake) both an
+# InvalidParameterError and a StructuredOutputError.
 _STATUS = (
     (QueueFullError, 429, "rate_limit_error", "queue_full"),
     (UnknownModelError, 404, "invalid_request_error", "model_not_found"),
+    (InvalidConstraintError, 400, "invalid_request_error", "invalid_constraint"),
     (StructuredOutputError, 422, "invalid_request_error", "structured_output_failed"),
     (InvalidParameterError, 400, "invalid_request_error", "invalid_parameter"),
     (ModelNotAvailableError, 503, "server_error", "model_not_available"),
@@ -71,7 +78,7 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
 
 
 # Documented on every generation route, so clients and schema-driven tests know them.
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
         (400, "Invalid parameters or a limit exceeded"),
@@ -97,11 +104,11 @@ def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
     return error_json(status, str(exc), kind, code, exc.param)
 
 
-def first_invalid(errors: list[dict]) -> tuple[str, str]:
+def first_invalid(errors: Sequence[Any]) -> tuple[str, str]:
     """(where, message) for the first of pydantic's validation errors."""
     first = errors[0] if errors else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    message = first.get("msg", "invalid request")
+    message = str(first.get("msg", "invalid request"))
     return where, f"{where}: {message}" if where else message
 
 
@@ -123,8 +130,9 @@ def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(KeelError, _keel_error)
-    app.add_exception_handler(RequestError, _request_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _internal_error)
+    # The decorator form: it takes handlers typed for their own exception class.
+    app.exception_handler(KeelError)(_keel_error)
+    app.exception_handler(RequestError)(_request_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(HTTPException)(_http_error)
+    app.exception_handler(Exception)(_internal_error)

@@ -11,24 +11,19 @@ from typing import Any
 
 from ..api import start_generation
 from ..errors import UnknownModelError
-from ..events import GenerationResponse, GenerationResult
+from ..events import FinishReason, GenerationResponse, GenerationResult
+from ..handle import GenerationHandle
 from ..models import REGISTRY, resolve_model
 from ..params import DEFAULT_MAX_NEW_TOKENS
-from ..runtime import load_location
-from ..stream import GenerationHandle
-from ..structured import validate_output
 from .config import ServerConfig
 from .errors import RequestError
 from .metrics import Metrics
 
-NORMAL_ENDINGS = {"stop", "length", "stop_string"}
-
 
 @dataclass
 class Outcome:
-    result: GenerationResult
+    result: GenerationResult  # with the parsed value under a constraint
     last: GenerationResponse | None
-    value: Any  # the parsed value under a constraint, else None
 
 
 class Gateway:
@@ -37,7 +32,7 @@ class Gateway:
         self.metrics = metrics
         self.served = resolve_model(config.model).name  # the id /v1/models lists
 
-    def location(self, model: str | None, size: str | None = None) -> dict:
+    def location(self, model: str | None, size: str | None = None) -> dict[str, str]:
         """Library location options for a request's model name. Clients may name the
         served model or a registry model, never a file path."""
         if model is None:
@@ -72,16 +67,13 @@ class Gateway:
             )
         return requested
 
-    async def engine_for(self, location: dict):
-        """The loaded engine (loading it if needed), e.g. to render a chat template."""
-        loaded = await asyncio.to_thread(lambda: load_location(resolve_model(**location)))
-        return loaded.engine
-
-    async def start(self, prompt: str, **options) -> GenerationHandle:
+    async def start(self, prompt: str | None, **options: Any) -> GenerationHandle:
         """Validate, look up the cache and queue, off the event loop (it may load a model)."""
         return await asyncio.to_thread(start_generation, prompt, **options)
 
-    async def events(self, handle: GenerationHandle, label: str) -> AsyncIterator:
+    async def events(
+        self, handle: GenerationHandle, label: str
+    ) -> AsyncIterator[GenerationResponse]:
         """The handle's events; leaving early (a client gone) cancels the generation."""
         last = None
         try:
@@ -90,18 +82,13 @@ class Gateway:
                 yield event
         finally:
             handle.close()
-            reason = last.finish_reason if last and last.finish_reason else "cancelled"
+            reason = last.finish_reason if last and last.finish_reason else FinishReason.CANCELLED
             self.metrics.generation(label, last, reason)
 
-    async def run(self, label: str, prompt: str, **options) -> Outcome:
+    async def run(self, label: str, prompt: str | None, **options: Any) -> Outcome:
         """Generate to the end; `label` names the model in metrics."""
         handle = await self.start(prompt, **options)
         last = None
         async for event in self.events(handle, label):
             last = event
-        result = await handle.aresult()
-        constraint = handle.constraint
-        value = (
-            validate_output(constraint, result.text, result.finish_reason) if constraint else None
-        )
-        return Outcome(result, last, value)
+        return Outcome(await handle.aresult(), last)

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Iterable
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = {"/health"}
 
 
-async def _reply(send, status: int, message: str, code: str, headers=()) -> None:
+async def _reply(
+    send: Send,
+    status: int,
+    message: str,
+    code: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
     body = json.dumps(
         {"error": {"message": message, "type": "invalid_request_error", "code": code}}
     ).encode()
@@ -30,22 +38,22 @@ async def _reply(send, status: int, message: str, code: str, headers=()) -> None
     await send({"type": "http.response.body", "body": body})
 
 
-def _presented_key(scope) -> str | None:
-    headers = dict(scope.get("headers") or [])
+def _presented_key(scope: Scope) -> str | None:
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     if scope["type"] == "websocket":  # browsers cannot set headers on a WebSocket
         keys = parse_qs(scope.get("query_string", b"").decode()).get("api_key")
-        return keys[0] if keys else None
+        return str(keys[0]) if keys else None
     return None
 
 
 class GuardMiddleware:
-    def __init__(self, app, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
         self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         if self.api_key and scope["path"] not in OPEN_PATHS:
@@ -62,7 +70,7 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         return await self._limit_body(scope, receive, send)
 
-    async def _limit_body(self, scope, receive, send):
+    async def _limit_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_body_bytes
         too_large = f"request body is larger than {limit} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
@@ -71,7 +79,7 @@ class GuardMiddleware:
         received = 0
         started = False
 
-        async def counted():
+        async def counted() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -80,7 +88,7 @@ class GuardMiddleware:
                     raise HTTPException(413, too_large)
             return message
 
-        async def tracked(message):
+        async def tracked(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)

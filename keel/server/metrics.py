@@ -3,13 +3,15 @@ read from the loaded models' workers at scrape time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import runtime
 from ..events import GenerationResponse
+from ..loaded import loaded_models
 
 # Route templates get their own label; anything else (404 probes, fuzzing) is "other".
 ROUTES = {
@@ -28,14 +30,14 @@ _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 class _WorkerGauges:
     """Queue and slot occupancy of every loaded model, read when scraped."""
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         waiting = GaugeMetricFamily(
             "keel_queue_waiting", "Requests waiting for a slot", labels=["model"]
         )
         running = GaugeMetricFamily(
             "keel_generations_running", "Generations in flight", labels=["model"]
         )
-        for loaded in runtime.loaded_models():
+        for loaded in loaded_models():
             waiting.add_metric([loaded.identity.name], loaded.worker.waiting)
             running.add_metric([loaded.identity.name], loaded.worker.busy)
         yield waiting
@@ -93,17 +95,17 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI, so streaming responses are timed to their last byte and WebSockets count."""
 
-    def __init__(self, app, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         route = scope["path"] if scope["path"] in ROUTES else "other"
         started = perf_counter()
         status = {"code": 101 if scope["type"] == "websocket" else 500}
 
-        async def watch(message):
+        async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             elif message["type"] == "websocket.close":

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from time import perf_counter
+from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -13,10 +15,11 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from ..errors import GenerationError, KeelError
-from ..events import GenerationResponse
+from ..events import COMPLETED, FinishReason, GenerationResponse
+from ..handle import GenerationHandle
 from ..summary import stats, summary
 from .errors import ERROR_RESPONSES, RequestError, describe, first_invalid
-from .gateway import NORMAL_ENDINGS, Gateway
+from .gateway import Gateway
 from .schemas import GenerateRequest
 
 router = APIRouter()
@@ -29,15 +32,15 @@ _HINTS = {
     "generation_failed": ["retry the request", "shorten the prompt"],
 }
 _REASONS = {
-    "stop": "the model ended its answer",
-    "stop_string": "a stop string was generated",
-    "length": "max_new_tokens reached",
-    "cancelled": "cancelled",
-    "error": "the engine failed",
+    FinishReason.STOP: "the model ended its answer",
+    FinishReason.STOP_STRING: "a stop string was generated",
+    FinishReason.LENGTH: "max_new_tokens reached",
+    FinishReason.CANCELLED: "cancelled",
+    FinishReason.ERROR: "the engine failed",
 }
 
 
-def _options(gateway: Gateway, body: GenerateRequest) -> tuple[str, dict]:
+def _options(gateway: Gateway, body: GenerateRequest) -> tuple[str, dict[str, Any]]:
     """(model name for metrics, keyword arguments for keel.start_generation)."""
     options = body.model_dump(
         exclude={"prompt", "max_new_tokens", "model", "size", "logprobs", "json_schema"}
@@ -52,15 +55,15 @@ def _options(gateway: Gateway, body: GenerateRequest) -> tuple[str, dict]:
 
 
 @router.post("/v1/generate", responses=ERROR_RESPONSES)
-async def generate(body: GenerateRequest, request: Request) -> dict:
+async def generate(body: GenerateRequest, request: Request) -> dict[str, Any]:
     """Generate to the end; the text, token ids, logprobs, stats and fingerprint."""
     gateway: Gateway = request.app.state.gateway
     model, options = _options(gateway, body)
     outcome = await gateway.run(model, body.prompt, **options)
-    return summary(outcome.result, outcome.last, outcome.value)
+    return summary(outcome.result, outcome.last)
 
 
-def _error_payload(exc: BaseException, tokens: int) -> dict:
+def _error_payload(exc: BaseException, tokens: int) -> dict[str, Any]:
     code = describe(exc)[2]
     return {
         "error_type": code,
@@ -70,7 +73,7 @@ def _error_payload(exc: BaseException, tokens: int) -> dict:
     }
 
 
-def _complete(last: GenerationResponse, started: float) -> dict:
+def _complete(last: GenerationResponse, started: float) -> dict[str, Any]:
     return {
         "total_tokens": last.generation_tokens,
         "prompt_tokens": last.prompt_tokens,
@@ -79,14 +82,16 @@ def _complete(last: GenerationResponse, started: float) -> dict:
         "time_to_first_token_ms": round(last.time_to_first_token * 1000, 3),
         "finish_reason": last.finish_reason,
         "stop_string": last.stop_string,
-        "completed_normally": last.finish_reason in NORMAL_ENDINGS,
-        "completion_reason": _REASONS.get(last.finish_reason, last.finish_reason),
+        "completed_normally": last.finish_reason in COMPLETED,
+        "completion_reason": _REASONS[last.finish_reason] if last.finish_reason else None,
         "cached": last.cached,
         "fingerprint": last.fingerprint.digest if last.fingerprint else None,
     }
 
 
-async def _sse_events(gateway: Gateway, handle, model: str, with_logprobs: bool):
+async def _sse_events(
+    gateway: Gateway, handle: GenerationHandle, model: str, with_logprobs: bool
+) -> AsyncIterator[dict[str, str]]:
     started = perf_counter()
     tokens = 0
     try:
@@ -102,7 +107,7 @@ async def _sse_events(gateway: Gateway, handle, model: str, with_logprobs: bool)
                 if with_logprobs and event.logprobs is not None:
                     data["logprobs"] = event.logprobs.to_dict()
                 yield {"event": "token", "data": json.dumps(data)}
-            if event.finish_reason == "error":
+            if event.finish_reason == FinishReason.ERROR:
                 failure = GenerationError(event.error or "generation failed")
                 yield {"event": "error", "data": json.dumps(_error_payload(failure, tokens))}
             elif event.finish_reason is not None:
@@ -135,18 +140,20 @@ async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse
 _NOT_JSON = object()  # a client message that did not parse: answered with an error
 
 
-async def _receive(websocket: WebSocket):
+async def _receive(websocket: WebSocket) -> Any:
     try:
         return json.loads(await websocket.receive_text())
     except json.JSONDecodeError:
         return _NOT_JSON
 
 
-def _is_cancel(message) -> bool:
+def _is_cancel(message: Any) -> bool:
     return isinstance(message, dict) and message.get("type") == "cancel"
 
 
-async def _watch(websocket: WebSocket, handle, backlog: asyncio.Queue) -> None:
+async def _watch(
+    websocket: WebSocket, handle: GenerationHandle, backlog: asyncio.Queue[Any]
+) -> None:
     """Read client messages during a generation: cancel it, or keep the next request. A
     client that goes away cancels it too."""
     try:
@@ -164,7 +171,9 @@ async def _send_error(websocket: WebSocket, code: str, message: str) -> None:
     await websocket.send_json({"type": "error", "code": code, "message": message})
 
 
-async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -> None:
+async def _serve_one(
+    websocket: WebSocket, gateway: Gateway, message: Any, backlog: asyncio.Queue[Any]
+) -> None:
     if message is _NOT_JSON:
         return await _send_error(websocket, "invalid_json", "the message is not JSON")
     try:
@@ -178,7 +187,7 @@ async def _serve_one(websocket: WebSocket, gateway: Gateway, message, backlog) -
     watcher = asyncio.create_task(_watch(websocket, handle, backlog))
     try:
         async for event in gateway.events(handle, model):
-            reply = {
+            reply: dict[str, Any] = {
                 "type": "token",
                 "text": event.text,
                 "token_id": event.token if event.token >= 0 else None,
@@ -203,7 +212,7 @@ async def websocket_route(websocket: WebSocket) -> None:
     with finish_reason. Send {"type": "cancel"} to stop; then send the next request."""
     await websocket.accept()
     gateway: Gateway = websocket.app.state.gateway
-    backlog: asyncio.Queue = asyncio.Queue()
+    backlog: asyncio.Queue[Any] = asyncio.Queue()
     try:
         while True:
             message = backlog.get_nowait() if not backlog.empty() else None

@@ -8,56 +8,35 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from ..errors import KeelError
+from ..events import Fingerprint, FinishReason, GenerationResponse
+from ..handle import GenerationHandle
 from ..models import REGISTRY
 from ..sampling import TokenLogprob
-from ..structured import build_constraint
-from ..structured.constraint import JSON_CLOSE, JSON_OPEN
-from ..structured.validate import json_body
+from ..structured import JsonTagFilter, json_body
 from ..summary import stats
 from .errors import ERROR_RESPONSES, RequestError, describe
 from .gateway import Gateway
 from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, OpenAIRequest
 
 router = APIRouter()
-_FINISH = {"stop": "stop", "stop_string": "stop", "length": "length", "cancelled": "stop"}
-_STREAMING = {200: {"content": {"application/json": {}, "text/event-stream": {}}}}
-
-
-class JsonTagFilter:
-    """Passes on only the JSON between keel's output tags, as it streams: OpenAI clients
-    expect the bare JSON document as the message content."""
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._state = "before"
-
-    def feed(self, text: str) -> str:
-        self._buffer += text
-        if self._state == "before":
-            start = self._buffer.find(JSON_OPEN)
-            if start < 0:
-                return ""
-            self._buffer = self._buffer[start + len(JSON_OPEN) :]
-            self._state = "inside"
-        if self._state != "inside":
-            return ""
-        end = self._buffer.find(JSON_CLOSE)
-        if end >= 0:
-            out, self._buffer, self._state = self._buffer[:end], "", "after"
-            return out
-        held = next(
-            (n for n in range(len(JSON_CLOSE) - 1, 0, -1) if self._buffer.endswith(JSON_CLOSE[:n])),
-            0,
-        )
-        out = self._buffer[: len(self._buffer) - held]
-        self._buffer = self._buffer[len(out) :]
-        return out
+# OpenAI has no words for a stop string or a cancel: both read as "stop".
+_FINISH = {
+    FinishReason.STOP: "stop",
+    FinishReason.STOP_STRING: "stop",
+    FinishReason.LENGTH: "length",
+    FinishReason.CANCELLED: "stop",
+}
+_STREAMING: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/event-stream": {}}}
+}
 
 
 def _refuse_unsupported(body: OpenAIRequest) -> None:
@@ -71,16 +50,17 @@ def _refuse_unsupported(body: OpenAIRequest) -> None:
         )
 
 
-def _response_format(body: OpenAIRequest) -> dict | None:
+def _response_format(body: OpenAIRequest) -> dict[str, Any] | None:
     if body.response_format is None or body.response_format.type == "text":
         return None
     return body.response_format.model_dump(exclude_none=True)
 
 
-def _common(gateway: Gateway, body: OpenAIRequest, prompt_text: str, max_tokens) -> dict:
+def _common(
+    gateway: Gateway, body: OpenAIRequest, prompt_text: str, max_tokens: int | None
+) -> dict[str, Any]:
     _refuse_unsupported(body)
     return {
-        "raw": True,
         "seed": body.seed,
         "temperature": body.temperature,
         "top_p": body.top_p,
@@ -91,7 +71,7 @@ def _common(gateway: Gateway, body: OpenAIRequest, prompt_text: str, max_tokens)
     }
 
 
-def _usage(last) -> dict:
+def _usage(last: GenerationResponse | None) -> dict[str, int]:
     prompt = last.prompt_tokens if last else 0
     completion = last.generation_tokens if last else 0
     return {
@@ -105,8 +85,8 @@ def _content(text: str, json_mode: bool) -> str:
     return json_body(text) if json_mode else text
 
 
-def _chat_logprob(entry: TokenLogprob) -> dict:
-    def item(text, logprob):
+def _chat_logprob(entry: TokenLogprob) -> dict[str, Any]:
+    def item(text: str, logprob: float) -> dict[str, Any]:
         return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
     return {
@@ -115,8 +95,11 @@ def _chat_logprob(entry: TokenLogprob) -> dict:
     }
 
 
-def _completion_logprobs(entries, offset: int = 0) -> dict:
-    tokens, values, tops, offsets = [], [], [], []
+def _completion_logprobs(entries: Iterable[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    tokens: list[str] = []
+    values: list[float] = []
+    tops: list[dict[str, float]] = []
+    offsets: list[int] = []
     for entry in entries:
         offsets.append(offset)
         offset += len(entry.text)
@@ -131,7 +114,7 @@ def _completion_logprobs(entries, offset: int = 0) -> dict:
     }
 
 
-def _envelope(kind: str, model: str, fingerprint) -> dict:
+def _envelope(kind: str, model: str, fingerprint: Fingerprint | None) -> dict[str, Any]:
     return {
         "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}",
         "object": kind,
@@ -141,7 +124,9 @@ def _envelope(kind: str, model: str, fingerprint) -> dict:
     }
 
 
-async def _stream(gateway: Gateway, handle, model: str, body, chat: bool):
+async def _stream(
+    gateway: Gateway, handle: GenerationHandle, model: str, body: OpenAIRequest, chat: bool
+) -> AsyncIterator[dict[str, str]]:
     """OpenAI-style SSE: data-only chunks, an optional usage chunk, then [DONE]."""
     head = _envelope(
         "chat.completion.chunk" if chat else "text_completion", model, handle.fingerprint
@@ -152,7 +137,7 @@ async def _stream(gateway: Gateway, handle, model: str, body, chat: bool):
     tags = JsonTagFilter() if json_mode else None
     offset = 0
 
-    def chunk(text: str, entry, finish):
+    def chunk(text: str, entry: TokenLogprob | None, finish: str | None) -> dict[str, str]:
         nonlocal offset
         if chat:
             delta = {"content": text} if text or finish is None else {}
@@ -174,7 +159,7 @@ async def _stream(gateway: Gateway, handle, model: str, body, chat: bool):
             text = tags.feed(event.text) if tags else event.text
             entry = event.logprobs if event.token >= 0 else None
             finish = _FINISH.get(event.finish_reason) if event.finish_reason else None
-            if event.finish_reason == "error":
+            if event.finish_reason == FinishReason.ERROR:
                 raise KeelError(event.error or "generation failed")
             if text or entry or finish:
                 yield chunk(text, entry, finish)
@@ -188,7 +173,13 @@ async def _stream(gateway: Gateway, handle, model: str, body, chat: bool):
     yield {"data": "[DONE]"}
 
 
-async def _respond(gateway: Gateway, body, prompt: str, options: dict, chat: bool):
+async def _respond(
+    gateway: Gateway,
+    body: OpenAIRequest,
+    prompt: str | None,
+    options: dict[str, Any],
+    chat: bool,
+) -> Any:
     model = body.model
     if body.stream:
         handle = await gateway.start(prompt, **options)
@@ -200,7 +191,7 @@ async def _respond(gateway: Gateway, body, prompt: str, options: dict, chat: boo
     outcome = await gateway.run(model, prompt, **options)
     result = outcome.result
     content = _content(result.text, options.get("response_format") is not None)
-    finish = _FINISH.get(result.finish_reason, result.finish_reason)
+    finish = _FINISH[result.finish_reason]
     if chat:
         logprobs = (
             {"content": [_chat_logprob(entry) for entry in result.logprobs]}
@@ -226,12 +217,12 @@ async def _respond(gateway: Gateway, body, prompt: str, options: dict, chat: boo
 
 
 @router.post("/v1/completions", responses={**_STREAMING, **ERROR_RESPONSES})
-async def completions(body: CompletionRequest, request: Request):
+async def completions(body: CompletionRequest, request: Request) -> Any:
     """Text completion of a raw prompt (no chat template)."""
     gateway: Gateway = request.app.state.gateway
     if body.echo:
         raise RequestError(400, "echo is not supported", "unsupported_parameter", "echo")
-    options = _common(gateway, body, body.prompt, body.max_tokens)
+    options = {"raw": True, **_common(gateway, body, body.prompt, body.max_tokens)}
     if body.logprobs is not None:
         options.update(include_logprobs=True, top_logprobs=body.logprobs)
     return await _respond(gateway, body, body.prompt, options, chat=False)
@@ -251,8 +242,8 @@ def _message_text(message: ChatMessage) -> str:
 
 
 @router.post("/v1/chat/completions", responses={**_STREAMING, **ERROR_RESPONSES})
-async def chat_completions(body: ChatCompletionRequest, request: Request):
-    """Chat completion: the messages go through the model's chat template."""
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    """Chat completion: the library renders the messages with the model's chat template."""
     gateway: Gateway = request.app.state.gateway
     messages = [{"role": m.role, "content": _message_text(m)} for m in body.messages]
     options = _common(
@@ -261,21 +252,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
         "".join(m["content"] for m in messages),
         body.max_completion_tokens or body.max_tokens,
     )
-    if options["response_format"] is not None:
-        hint = build_constraint(response_format=options["response_format"]).prompt_hint
-        users = [m for m in messages if m["role"] == "user"]
-        if users:
-            users[-1]["content"] += hint
+    options["messages"] = messages
     if body.logprobs:
         options.update(include_logprobs=True, top_logprobs=body.top_logprobs or 0)
-    location = {key: options[key] for key in ("model", "size") if key in options}
-    engine = await gateway.engine_for(location)
-    prompt = engine.chat_text(messages)
-    return await _respond(gateway, body, prompt, options, chat=True)
+    return await _respond(gateway, body, None, options, chat=True)
 
 
 @router.get("/v1/models")
-async def models(request: Request) -> dict:
+async def models(request: Request) -> dict[str, Any]:
     """The served model first, then the registry's other models (loaded on first use)."""
     gateway: Gateway = request.app.state.gateway
     names = [gateway.served, *(name for name in REGISTRY if name != gateway.served)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import runtime
-from ..scheduler import queue_depth
+from ..config import settings
+from ..loaded import loaded_models
 
 router = APIRouter()
 
@@ -16,7 +18,7 @@ router = APIRouter()
     "/health",
     responses={503: {"description": "The model is still loading, or failed to load"}},
 )
-async def health(request: Request):
+async def health(request: Request) -> Any:
     """503 while the served model loads (or if it failed), then the loaded models with
     their batching self-check results and queue state."""
     state = request.app.state.loading
@@ -25,8 +27,8 @@ async def health(request: Request):
     return {
         "status": "ok",
         "model": request.app.state.gateway.served,
-        "queue_depth": queue_depth(),
-        "models": [loaded.info() for loaded in runtime.loaded_models()],
+        "queue_depth": settings().queue_depth,
+        "models": [loaded.info() for loaded in loaded_models()],
     }
 
 

@@ -7,9 +7,15 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from ..params import DEFAULT_SEED, EOS_MARKER
+from ..params import PARAMETERS, Role
 
 Stop = str | list[str] | None
+
+
+def _field(name: str, **extra: Any) -> Any:
+    """A request field with the library's default and doc (params.PARAMETERS)."""
+    spec = PARAMETERS[name]
+    return Field(spec.default, description=spec.doc, **extra)
 
 
 class GenerateRequest(BaseModel):
@@ -17,30 +23,32 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: str
-    max_new_tokens: int | None = Field(
-        None, validation_alias=AliasChoices("max_new_tokens", "max_tokens")
+    prompt: str = Field(description=PARAMETERS["prompt"].doc)
+    max_new_tokens: int | None = _field(
+        "max_new_tokens", validation_alias=AliasChoices("max_new_tokens", "max_tokens")
     )
-    eos_string: str = EOS_MARKER
-    model: str | None = None
-    size: str | None = None
-    seed: int = DEFAULT_SEED
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    stop: Stop = None
-    logprobs: bool = False
-    top_logprobs: int = 5
-    raw: bool = False
-    json_schema: dict[str, Any] | None = Field(
-        None, validation_alias=AliasChoices("schema", "json_schema"), serialization_alias="schema"
+    eos_string: str = _field("eos_string")
+    model: str | None = _field("model")
+    size: str | None = _field("size")
+    seed: int = _field("seed")
+    temperature: float = _field("temperature")
+    top_k: int = _field("top_k")
+    top_p: float = _field("top_p")
+    min_p: float = _field("min_p")
+    stop: Stop = _field("stop")
+    logprobs: bool = Field(False, description="per-token log-probabilities")
+    top_logprobs: int = _field("top_logprobs")
+    raw: bool = _field("raw")
+    json_schema: dict[str, Any] | None = _field(
+        "schema",
+        validation_alias=AliasChoices("schema", "json_schema"),
+        serialization_alias="schema",
     )
-    regex: str | None = None
-    choices: list[str] | None = None
-    response_format: dict[str, Any] | None = None
-    reasoning: bool = False
-    cache: bool = True
+    regex: str | None = _field("regex")
+    choices: list[str] | None = _field("choices")
+    response_format: dict[str, Any] | None = _field("response_format")
+    reasoning: bool = _field("reasoning")
+    cache: bool = _field("cache")
 
 
 class StreamOptions(BaseModel):
@@ -62,9 +70,9 @@ class OpenAIRequest(BaseModel):
 
     model: str
     max_tokens: int | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = DEFAULT_SEED
+    temperature: float = _field("temperature")
+    top_p: float = _field("top_p")
+    seed: int = _field("seed")
     stop: Stop = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -83,7 +91,7 @@ class CompletionRequest(OpenAIRequest):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant", "developer", "tool"]
+    role: Role
     content: str | list[dict[str, Any]] | None = None
 
 

@@ -7,27 +7,34 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from ..errors import InvalidParameterError, StructuredOutputError
+from ..errors import InvalidConstraintError, InvalidParameterError
+from .tags import JSON_CLOSE, JSON_OPEN
 
-JSON_OPEN, JSON_CLOSE = "<json-output>", "</json-output>"
 # Small models loop on free whitespace; compact JSON is also fewer tokens.
 _JSON_OPTIONS = {"whitespace_flexible": False}
 REASONING_CHARS = 400
 
 
+class ConstraintKind(StrEnum):
+    JSON = "json"
+    REGEX = "regex"
+    CHOICES = "choices"
+
+
 @dataclass(frozen=True)
 class Constraint:
-    kind: str  # "json" | "regex" | "choices"
+    kind: ConstraintKind
     lark: str  # the whole output's grammar
     key: str  # canonical description, part of the fingerprint
-    schema: dict | None = None
+    schema: dict[str, Any] | None = None
     regex: str | None = None
     choices: tuple[str, ...] = ()
     reasoning: bool = False
-    python_type: Any = field(default=None, compare=False)  # validates and parses JSON
-    prompt_hint: str = ""  # appended to non-raw prompts so small models know the shape
+    # Parses and validates JSON into the caller's Python type (built once, with the schema).
+    adapter: Any = field(default=None, compare=False)
 
 
 def _closed_objects(node: Any) -> Any:
@@ -43,7 +50,7 @@ def _closed_objects(node: Any) -> Any:
     return node
 
 
-def _schema_of(schema: Any) -> tuple[dict, Any]:
+def _schema_of(schema: Any) -> tuple[dict[str, Any], Any]:
     """A JSON Schema dict as is; a Pydantic model or any Python type via TypeAdapter."""
     if isinstance(schema, dict):
         from jsonschema import Draft202012Validator
@@ -52,14 +59,14 @@ def _schema_of(schema: Any) -> tuple[dict, Any]:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
-            raise StructuredOutputError(f"invalid JSON Schema: {exc.message}") from exc
+            raise InvalidConstraintError(f"invalid JSON Schema: {exc.message}") from exc
         return schema, None
     from pydantic import TypeAdapter
     from pydantic.errors import PydanticUserError
 
     try:
         adapter = TypeAdapter(schema)
-        return _closed_objects(adapter.json_schema()), schema
+        return _closed_objects(adapter.json_schema()), adapter
     except (PydanticUserError, TypeError) as exc:
         raise InvalidParameterError(
             f"schema must be a JSON Schema dict, a Pydantic model or a Python type; "
@@ -67,14 +74,15 @@ def _schema_of(schema: Any) -> tuple[dict, Any]:
         ) from exc
 
 
-def _from_response_format(response_format: Any) -> dict:
+def _from_response_format(response_format: Any) -> dict[str, Any]:
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind == "json_object":
         return {"type": "object"}
     if kind == "json_schema":
         body = response_format.get("json_schema")
-        if isinstance(body, dict) and isinstance(body.get("schema"), dict):
-            return body["schema"]
+        schema = body.get("schema") if isinstance(body, dict) else None
+        if isinstance(schema, dict):
+            return schema
     raise InvalidParameterError(
         'response_format must be {"type": "json_object"} or {"type": "json_schema", '
         f'"json_schema": {{"schema": {{...}}}}}}; got {response_format!r}'
@@ -82,7 +90,7 @@ def _from_response_format(response_format: Any) -> dict:
 
 
 def _json_constraint(schema: Any, reasoning: bool) -> Constraint:
-    schema_dict, python_type = _schema_of(schema)
+    schema_dict, adapter = _schema_of(schema)
     embedded = {**schema_dict, "x-guidance": {**schema_dict.get("x-guidance", {}), **_JSON_OPTIONS}}
     # One bounded paragraph of reasoning, then a newline: bounded so that a model that
     # never stops talking is still led to the answer within the token budget.
@@ -93,7 +101,7 @@ def _json_constraint(schema: Any, reasoning: bool) -> Constraint:
     )
     key = json.dumps({"json_schema": schema_dict, "reasoning": reasoning}, sort_keys=True)
     return Constraint(
-        "json", lark, key, schema=schema_dict, reasoning=reasoning, python_type=python_type
+        ConstraintKind.JSON, lark, key, schema=schema_dict, reasoning=reasoning, adapter=adapter
     )
 
 
@@ -103,13 +111,13 @@ def _regex_constraint(regex: Any) -> Constraint:
     try:
         re.compile(regex)
     except re.error as exc:
-        raise StructuredOutputError(f"invalid regex {regex!r}: {exc}") from exc
+        raise InvalidConstraintError(f"invalid regex {regex!r}: {exc}") from exc
     from llguidance import regex_to_lark
 
     # ASCII digits for \d: a subset of Python's Unicode \d, so re.fullmatch still holds,
     # and small models stop wandering into other scripts' digits.
     lark = f"start: /{regex_to_lark(regex, 'd')}/\n"
-    return Constraint("regex", lark, json.dumps({"regex": regex}), regex=regex)
+    return Constraint(ConstraintKind.REGEX, lark, json.dumps({"regex": regex}), regex=regex)
 
 
 def _choices_constraint(choices: Any) -> Constraint:
@@ -120,7 +128,7 @@ def _choices_constraint(choices: Any) -> Constraint:
         if not isinstance(item, str) or item == "":
             raise InvalidParameterError(f"every choice must be a non-empty str, got {item!r}")
     lark = "start: " + " | ".join(json.dumps(item) for item in items) + "\n"
-    return Constraint("choices", lark, json.dumps({"choices": items}), choices=items)
+    return Constraint(ConstraintKind.CHOICES, lark, json.dumps({"choices": items}), choices=items)
 
 
 def build_constraint(

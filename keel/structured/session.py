@@ -11,12 +11,16 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..engine.llama import LlamaEngine
-from ..errors import GenerationError, StructuredOutputError
+from ..errors import GenerationError, InvalidConstraintError
 from .constraint import Constraint
+
+if TYPE_CHECKING:
+    from llguidance import LLMatcher
 
 _COMPILED_PER_MODEL = 64
 
@@ -30,16 +34,16 @@ class _ModelCache:
         with warnings.catch_warnings():  # it calls a deprecated binding once per token
             warnings.simplefilter("ignore", DeprecationWarning)
             self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(
-                engine.vocab, eos_token=engine.eog_tokens()
+                engine.vocab.handle, eos_token=engine.vocab.eog_tokens()
             )
-        self.compiled: OrderedDict[str, object] = OrderedDict()
+        self.compiled: OrderedDict[str, LLMatcher] = OrderedDict()
 
 
 _lock = threading.Lock()
 _caches: weakref.WeakKeyDictionary[LlamaEngine, _ModelCache] = weakref.WeakKeyDictionary()
 
 
-def _compiled_matcher(engine: LlamaEngine, constraint: Constraint):
+def _compiled_matcher(engine: LlamaEngine, constraint: Constraint) -> LLMatcher:
     """Compile once per (model, grammar); invalid grammars fail here, before generation."""
     from llguidance import LLMatcher
 
@@ -53,7 +57,7 @@ def _compiled_matcher(engine: LlamaEngine, constraint: Constraint):
             return matcher
     matcher = LLMatcher(cache.tokenizer, LLMatcher.grammar_from_lark(constraint.lark), log_level=0)
     if matcher.is_error():
-        raise StructuredOutputError(
+        raise InvalidConstraintError(
             f"the {constraint.kind} constraint cannot be compiled: {matcher.get_error()}"
         )
     with _lock:
@@ -66,7 +70,7 @@ def _compiled_matcher(engine: LlamaEngine, constraint: Constraint):
 class ConstraintSession:
     """The grammar state of one generation."""
 
-    def __init__(self, matcher, n_vocab: int) -> None:
+    def __init__(self, matcher: LLMatcher, n_vocab: int) -> None:
         self._matcher = matcher
         self._n_vocab = n_vocab
         self._mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
@@ -87,7 +91,7 @@ class ConstraintSession:
 
     def finished(self) -> bool:
         """The grammar is complete and nothing but an end token could follow."""
-        return self._matcher.is_stopped()
+        return bool(self._matcher.is_stopped())
 
 
 def open_session(engine: LlamaEngine, constraint: Constraint) -> ConstraintSession:

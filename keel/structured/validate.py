@@ -1,29 +1,23 @@
-"""Checking a finished output against its constraint; invalid output is never returned."""
+"""Checking a finished output against its constraint, once; invalid output is never
+returned, and the parsed value travels on with the result."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import StructuredOutputError
-from .constraint import JSON_CLOSE, JSON_OPEN, Constraint
-
-
-def json_body(text: str) -> str:
-    """The JSON between the tags (after any reasoning preamble)."""
-    start = text.find(JSON_OPEN)
-    if start < 0 or not text.endswith(JSON_CLOSE):
-        raise ValueError(f"output is not wrapped in {JSON_OPEN}...{JSON_CLOSE}")
-    return text[start + len(JSON_OPEN) : len(text) - len(JSON_CLOSE)]
+from ..events import COMPLETED, FinishReason, GenerationResponse
+from .constraint import Constraint, ConstraintKind
+from .tags import json_body
 
 
 def _parse_json(constraint: Constraint, text: str) -> Any:
     body = json_body(text)
-    if constraint.python_type is not None:
-        from pydantic import TypeAdapter
-
-        return TypeAdapter(constraint.python_type).validate_json(body)
+    if constraint.adapter is not None:
+        return constraint.adapter.validate_json(body)
     from jsonschema import Draft202012Validator, FormatChecker
 
     value = json.loads(body)
@@ -31,12 +25,13 @@ def _parse_json(constraint: Constraint, text: str) -> Any:
     return value
 
 
-def validate_output(constraint: Constraint, text: str, finish_reason: str) -> Any:
+def validate_output(constraint: Constraint, text: str, finish_reason: FinishReason) -> Any:
     """Return the parsed value (JSON value, Pydantic instance, or the text itself)."""
     try:
-        if constraint.kind == "json":
+        if constraint.kind is ConstraintKind.JSON:
             return _parse_json(constraint, text)
-        if constraint.kind == "regex":
+        if constraint.kind is ConstraintKind.REGEX:
+            assert constraint.regex is not None
             if re.fullmatch(constraint.regex, text) is None:
                 raise ValueError(f"output does not match {constraint.regex!r}")
             return text
@@ -48,7 +43,7 @@ def validate_output(constraint: Constraint, text: str, finish_reason: str) -> An
             " (max_new_tokens reached: raise it; small models can repeat digits or letters "
             "forever where a schema leaves length open, so bound strings with maxLength and "
             "numbers with multipleOf/maximum)"
-            if finish_reason == "length"
+            if finish_reason == FinishReason.LENGTH
             else ""
         )
         raise StructuredOutputError(
@@ -57,13 +52,18 @@ def validate_output(constraint: Constraint, text: str, finish_reason: str) -> An
 
 
 class OutputValidator:
-    """A GenerationHandle check: raises StructuredOutputError at the final event if the
-    whole output is invalid, so an invalid final event is never released."""
+    """A GenerationHandle check: validates the whole output at a final event that
+    completed normally, keeping the parsed value, or raises StructuredOutputError so an
+    invalid final event is never released."""
 
     def __init__(self, constraint: Constraint) -> None:
         self._constraint = constraint
+        self.value: Any = None
 
-    def __call__(self, events) -> None:
+    def __call__(self, events: Sequence[GenerationResponse]) -> None:
         reason = events[-1].finish_reason
-        if reason not in (None, "error", "cancelled"):
-            validate_output(self._constraint, "".join(e.text for e in events), reason)
+        if reason in COMPLETED:
+            self.check("".join(e.text for e in events), reason)
+
+    def check(self, text: str, reason: FinishReason) -> None:
+        self.value = validate_output(self._constraint, text, reason)

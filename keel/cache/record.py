@@ -7,32 +7,32 @@ yields exactly the pieces the original run yielded.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .events import Fingerprint, GenerationResponse, GenerationResult
-from .sampling import TokenLogprob
+from ..events import COMPLETED, Fingerprint, FinishReason, GenerationResponse, GenerationResult
+from ..sampling import TokenLogprob
 
 FORMAT = 1
-CACHEABLE = frozenset({"stop", "stop_string", "length"})
 
 
 @dataclass(frozen=True)
 class Record:
     pieces: tuple[str, ...]
     tokens: tuple[int, ...]
-    logprobs: tuple[dict, ...] | None
-    finish_reason: str
+    logprobs: tuple[dict[str, Any], ...] | None
+    finish_reason: FinishReason
     stop_string: str | None
     prompt_tokens: int
     prompt_truncated: bool
-    fingerprint: dict
+    fingerprint: dict[str, Any]
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
 
-    def logprobs_dict(self) -> dict | None:
+    def logprobs_dict(self) -> dict[str, Any] | None:
         return None if self.logprobs is None else {"content": list(self.logprobs)}
 
     def to_json(self) -> bytes:
@@ -50,12 +50,14 @@ class Record:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_events(cls, events: list[GenerationResponse]) -> Record:
+    def from_events(cls, events: Sequence[GenerationResponse]) -> Record:
+        """Only for a run that completed (its final event has a reason and fingerprint)."""
         final = events[-1]
+        assert final.finish_reason is not None and final.fingerprint is not None
         return cls(
             pieces=tuple(event.text for event in events),
             tokens=tuple(event.token for event in events),
-            logprobs=tuple(e.logprobs.to_dict() for e in events)
+            logprobs=tuple(e.logprobs.to_dict() for e in events if e.logprobs is not None)
             if final.logprobs is not None
             else None,
             finish_reason=final.finish_reason,
@@ -75,7 +77,7 @@ class Record:
             pieces=tuple(data["pieces"]),
             tokens=tuple(data["tokens"]),
             logprobs=None if logprobs is None else tuple(logprobs),
-            finish_reason=data["finish_reason"],
+            finish_reason=FinishReason(data["finish_reason"]),
             stop_string=data["stop_string"],
             prompt_tokens=data["prompt_tokens"],
             prompt_truncated=data["prompt_truncated"],
@@ -127,10 +129,10 @@ class Recorder:
     arrives (before it is released, so a consumer that stops at the final event still
     caches it). Cancelled, errored and stand-in (fallback) runs are never recorded."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: Callable[[Record], None]) -> None:
         self._store = store
 
-    def __call__(self, events: list[GenerationResponse]) -> None:
+    def __call__(self, events: Sequence[GenerationResponse]) -> None:
         final = events[-1]
-        if final.finish_reason in CACHEABLE and not final.fallback:
+        if final.finish_reason in COMPLETED and not final.fallback:
             self._store(Record.from_events(events))

@@ -1,69 +1,33 @@
-"""The one generation loop, as a state machine the model's worker steps. Every surface
-(generate, generate_iter, stream_generate, CLI, server, cache) adapts the events it yields,
-so they cannot disagree."""
+"""One generation as a state machine the model's worker steps. Every surface (generate,
+generate_iter, stream_generate, CLI, server, cache) adapts the events it yields, so they
+cannot disagree."""
 
 from __future__ import annotations
 
 import resource
-import warnings
 from collections.abc import Generator
-from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
 from .detok import StopMatcher, Utf8Assembler
 from .engine.llama import LlamaEngine
-from .errors import GenerationError, KeelWarning
-from .events import Fingerprint, GenerationResponse
+from .errors import GenerationError
+from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
 from .params import GenerationParams
-from .sampling import sample, token_logprob
+from .prompt import Prompt
+from .sampling import TokenLogprob, sample, token_logprob
 from .structured.session import ConstraintSession
-
-NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, engine error)
-
-
-def fit_context(
-    tokens: list[int], n_ctx: int, max_new_tokens: int, bos: int
-) -> tuple[list[int], bool]:
-    """Keep the prompt's tail so that min(max_new_tokens, n_ctx // 2) tokens still fit.
-
-    The leading BOS survives truncation because models condition on it.
-    """
-    budget = n_ctx - min(max_new_tokens, n_ctx // 2)
-    if len(tokens) <= budget:
-        return tokens, False
-    head = [bos] if tokens[0] == bos else []
-    return head + tokens[len(tokens) - (budget - len(head)) :], True
 
 
 def _peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-@dataclass(frozen=True)
-class Prompt:
-    tokens: list[int]
-    truncated: bool
-
-
-def prepare_prompt(engine: LlamaEngine, params: GenerationParams) -> Prompt:
-    """Template, tokenize and fit the prompt, in the caller's thread (so a truncation
-    warning points at the caller; tokenizing only reads the vocabulary)."""
-    tokens = engine.prompt_tokens(params.prompt, raw=params.raw)
-    tokens, truncated = fit_context(tokens, engine.n_ctx, params.max_new_tokens, engine.bos)
-    if truncated:
-        warnings.warn(
-            f"prompt truncated to its last {len(tokens)} tokens to fit n_ctx={engine.n_ctx}",
-            KeelWarning,
-            stacklevel=4,
-        )
-    return Prompt(tokens, truncated)
-
-
-class Sequence:
+class Generation:
     """One generation between decode steps: the model's worker prefills it into a slot,
-    then alternates decoding its pending token (alone or batched with other sequences)
+    then alternates decoding its pending token (alone or batched with other generations)
     and `advance` with the resulting logits, which samples and yields one event."""
 
     def __init__(
@@ -86,7 +50,7 @@ class Sequence:
         self._stops = StopMatcher(params.stop_strings)
         self._started = perf_counter()
         self._decoding = self._started
-        self._stats = {
+        self._stats: dict[str, Any] = {
             "prompt_tokens": len(prompt.tokens),
             "prompt_tps": 0.0,
             "generation_tps": 0.0,
@@ -94,7 +58,15 @@ class Sequence:
             "prompt_reused": 0,
         }
 
-    def _event(self, text, token, logprob, finish=None, stop=None, error=None):
+    def _event(
+        self,
+        text: str,
+        token: int,
+        logprob: TokenLogprob | None,
+        finish: FinishReason | None = None,
+        stop: str | None = None,
+        error: str | None = None,
+    ) -> GenerationResponse:
         return GenerationResponse(
             text=text,
             token=token,
@@ -117,7 +89,7 @@ class Sequence:
         self._started = submitted
         prefill_start = perf_counter()
         try:
-            self._stats["prompt_reused"] = yield from self.engine.prefill_steps(
+            self._stats["prompt_reused"] = yield from self.engine.slots.prefill_steps(
                 self.prompt.tokens, slot
             )
         except GenerationError as exc:
@@ -130,29 +102,34 @@ class Sequence:
     def advance(self, logits: np.ndarray) -> GenerationResponse:
         """Sample the next token from `logits` and describe it; unless the event is final,
         `pending` is the token to decode before the next call."""
-        params, engine, constraint, stops = self.params, self.engine, self.constraint, self._stops
+        params, vocab, constraint, stops = (
+            self.params,
+            self.engine.vocab,
+            self.constraint,
+            self._stops,
+        )
         token = sample(constraint.restrict(logits) if constraint else logits, self.steps, params)
         logprob = (
-            token_logprob(logits, token, params.top_logprobs, engine.token_text)
+            token_logprob(logits, token, params.top_logprobs, vocab.token_text)
             if params.logprobs
             else None
         )
         finish = stop = None
-        if engine.is_eog(token):
+        if vocab.is_eog(token):
             text = stops.flush()
-            finish = "stop"
+            finish = FinishReason.STOP
         else:
             if constraint:
                 constraint.advance(token)
-            text, stop = stops.feed(self._utf8.feed(engine.piece(token)))
+            text, stop = stops.feed(self._utf8.feed(vocab.piece(token)))
             if stop:
-                finish = "stop_string"
+                finish = FinishReason.STOP_STRING
             elif constraint and constraint.finished():
                 text += stops.flush()
-                finish = "stop"
-            elif self.steps + 1 == params.max_new_tokens or self.position >= engine.n_ctx:
+                finish = FinishReason.STOP
+            elif self.steps + 1 == params.max_new_tokens or self.position >= self.engine.n_ctx:
                 text += stops.flush()
-                finish = "length"
+                finish = FinishReason.LENGTH
         self.steps += 1
         now = perf_counter()
         self._stats["generation_tps"] = self.steps / max(now - self._decoding, 1e-9)
@@ -167,7 +144,7 @@ class Sequence:
         self.position += 1
 
     def cancelled(self) -> GenerationResponse:
-        return self._event(self._stops.flush(), NO_TOKEN, None, "cancelled")
+        return self._event(self._stops.flush(), NO_TOKEN, None, FinishReason.CANCELLED)
 
-    def failed(self, exc: Exception) -> GenerationResponse:
-        return self._event("", NO_TOKEN, None, "error", error=str(exc))
+    def failed(self, exc: BaseException) -> GenerationResponse:
+        return self._event("", NO_TOKEN, None, FinishReason.ERROR, error=str(exc))

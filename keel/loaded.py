@@ -1,4 +1,4 @@
-"""Loaded models: one engine per model file, loaded once, shared by every caller.
+"""Loaded models: one engine and worker per model file, loaded once, shared by every caller.
 
 A model's identity (name, sha256, context settings) is known without loading its weights,
 so a fingerprint, and with it a cache lookup, never needs the engine.
@@ -6,20 +6,31 @@ so a fingerprint, and with it a cache lookup, never needs the engine.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from .config import settings, thread_count
 from .engine.batching import proven_batch_sizes
-from .engine.llama import ContextSettings, LlamaEngine, build_info
+from .engine.context import ContextSettings
+from .engine.library import build_info
+from .engine.llama import LlamaEngine
 from .events import Fingerprint
 from .models import ModelLocation, model_sha256
 from .params import GenerationParams
 from .scheduler import Worker
 
 KEEL_VERSION = version("keel-text")
+
+FileStamp = tuple[int, int]  # (size, mtime_ns): a file replaced in place gets a new one
+
+
+def file_stamp(path: Path) -> FileStamp:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class ModelIdentity:
     path: Path
     sha256: str
     context: ContextSettings
+    stamp: FileStamp  # of the file whose sha256 this is
 
     def fingerprint(self, params: GenerationParams) -> Fingerprint:
         return Fingerprint.of(
@@ -55,7 +67,7 @@ class LoadedModel:
     def path(self) -> Path:
         return self.identity.path
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """What an operator needs to know (`keel models info`, the server's /health)."""
         engine = self.engine
         return {
@@ -64,10 +76,10 @@ class LoadedModel:
             "sha256": self.sha256,
             "n_ctx": engine.n_ctx,
             "threads": engine.n_threads,
-            "slots": engine.slots,
+            "slots": engine.slots.count,
             "batch_sizes": list(engine.batch_sizes),
-            "prefix_reuse": engine.prefix_reuse,
-            "chat_template": engine.chat_template is not None,
+            "prefix_reuse": engine.slots.reuse.verdict,
+            "chat_template": engine.vocab.chat_template is not None,
             "running": self.worker.busy,
             "waiting": self.worker.waiting,
         }
@@ -75,10 +87,12 @@ class LoadedModel:
 
 def identify(location: ModelLocation) -> ModelIdentity:
     context = ContextSettings(n_ctx=settings().n_ctx)
-    return ModelIdentity(location.name, location.path, model_sha256(location.path), context)
+    stamp = file_stamp(location.path)
+    return ModelIdentity(location.name, location.path, model_sha256(location.path), context, stamp)
 
 
-_EngineKey = tuple[Path, ContextSettings, int, int]
+# The sha256 is part of the key: a file replaced at the same path is another model.
+_EngineKey = tuple[Path, str, ContextSettings, int, int]
 _loaded: dict[_EngineKey, LoadedModel] = {}
 _loading_locks: dict[_EngineKey, threading.Lock] = {}
 _registry_lock = threading.Lock()
@@ -88,7 +102,7 @@ def load(identity: ModelIdentity) -> LoadedModel:
     """Thread-safe: concurrent first calls for one model load it once."""
     n_threads = thread_count()
     slots = settings().slots
-    key = (identity.path, identity.context, n_threads, slots)
+    key = (identity.path, identity.sha256, identity.context, n_threads, slots)
     with _registry_lock:
         loaded = _loaded.get(key)
         if loaded is not None:
@@ -108,6 +122,11 @@ def load(identity: ModelIdentity) -> LoadedModel:
 def loaded_models() -> list[LoadedModel]:
     with _registry_lock:
         return list(_loaded.values())
+
+
+def any_loaded() -> bool:
+    with _registry_lock:
+        return bool(_loaded)
 
 
 def fallback_fingerprint(params: GenerationParams) -> Fingerprint:

@@ -16,15 +16,18 @@ import os
 import sqlite3
 import threading
 import time
-import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
-from .config import settings
-from .errors import KeelWarning
-from .events import Fingerprint
+from ..config import DEFAULT_CACHE_MAX_BYTES, Settings, settings
+from ..errors import warn_caller
+from ..events import Fingerprint
 from .record import Record
+
+T = TypeVar("T")
 
 FILENAME = "results.sqlite3"
 _FLUSH_EVERY = 64  # pending hit updates before they are written
@@ -47,7 +50,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 class CacheConfig:
     enabled: bool = True
     directory: Path | None = None  # None: keel's cache dir (KEEL_CACHE_DIR or the user cache)
-    max_bytes: int = 256 * 2**20
+    max_bytes: int = DEFAULT_CACHE_MAX_BYTES
     front_entries: int = 1024
 
 
@@ -55,18 +58,19 @@ _override: CacheConfig | None = None
 _override_version = 0  # bumped by configure_cache so result_cache() notices
 
 
+def _from_settings(current: Settings) -> CacheConfig:
+    return CacheConfig(enabled=current.cache_enabled, max_bytes=current.cache_max_bytes)
+
+
 def cache_config() -> CacheConfig:
     """The active configuration: configure_cache() if called, else the environment
     (KEEL_CACHE=0 disables, KEEL_CACHE_MAX_MB bounds the size)."""
     if _override is not None:
         return _override
-    enabled = os.environ.get("KEEL_CACHE", "1").strip().lower() not in {"0", "false", "no", "off"}
-    max_mb = os.environ.get("KEEL_CACHE_MAX_MB")
-    max_bytes = int(float(max_mb) * 2**20) if max_mb else CacheConfig.max_bytes
-    return CacheConfig(enabled=enabled, max_bytes=max_bytes)
+    return _from_settings(settings())
 
 
-def configure_cache(**changes) -> CacheConfig:
+def configure_cache(**changes: Any) -> CacheConfig:
     """Override cache settings in this process, e.g. configure_cache(max_bytes=64 << 20);
     configure_cache(reset=True) goes back to the environment."""
     global _override, _override_version
@@ -87,7 +91,7 @@ def cache_key(fingerprint: Fingerprint, prompt: str) -> str:
 
 def _frecency(hits: int, accessed: float, now: float) -> float:
     """Uses weigh more, and count for half as much every _HALF_LIFE_HOURS since last use."""
-    return (hits + 1) * 0.5 ** ((now - accessed) / (3600.0 * _HALF_LIFE_HOURS))
+    return float((hits + 1) * 0.5 ** ((now - accessed) / (3600.0 * _HALF_LIFE_HOURS)))
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -102,8 +106,7 @@ class ResultCache:
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._front: OrderedDict[str, Record] = OrderedDict()
-        self._calls: dict[tuple, str] = {}
-        self._pending: dict[str, list] = {}  # key -> [hits, last access]
+        self._pending: dict[str, list[float]] = {}  # key -> [hits, last access]
         self._hits = self._misses = 0
 
     # -- connection and failure handling ----------------------------------------------
@@ -135,14 +138,12 @@ class ResultCache:
             source = Path(f"{self.path}{suffix}")
             if source.exists():
                 os.replace(source, f"{self.path}.corrupt-{stamp}{suffix}")
-        warnings.warn(
+        warn_caller(
             f"keel's result cache {self.path} was unreadable ({exc}); moved it aside and "
-            "started a fresh one",
-            KeelWarning,
-            stacklevel=4,
+            "started a fresh one"
         )
 
-    def _run(self, operation, default=None):
+    def _run(self, operation: Callable[[sqlite3.Connection], T], default: T) -> T:
         """Run operation(db); on failure warn and return default, never raise."""
         with self._lock:
             for attempt in range(2):
@@ -152,14 +153,10 @@ class ResultCache:
                     if attempt == 0 and _is_corruption(exc):
                         self._move_aside(exc)
                         continue
-                    warnings.warn(
-                        f"keel's result cache is unavailable: {exc}", KeelWarning, stacklevel=4
-                    )
+                    warn_caller(f"keel's result cache is unavailable: {exc}")
                     return default
                 except OSError as exc:
-                    warnings.warn(
-                        f"keel's result cache is unavailable: {exc}", KeelWarning, stacklevel=4
-                    )
+                    warn_caller(f"keel's result cache is unavailable: {exc}")
                     return default
             return default
 
@@ -180,18 +177,13 @@ class ResultCache:
             if len(self._pending) >= _FLUSH_EVERY:
                 self.flush()
 
-    def recall(self, call: tuple) -> Record | None:
-        """The in-memory fast path for a repeated call with identical arguments."""
-        key = self._calls.get(call)
-        record = self._front.get(key) if key is not None else None
+    def recent(self, key: str) -> Record | None:
+        """Look in the in-memory front only: a hit counts, a miss does not (the caller
+        goes on to get())."""
+        record = self._front.get(key)
         if record is not None:
             self._touch(key)
         return record
-
-    def note_call(self, call: tuple, key: str) -> None:
-        if len(self._calls) >= 4 * self.config.front_entries:
-            self._calls.clear()
-        self._calls[call] = key
 
     def get(self, key: str) -> Record | None:
         with self._lock:
@@ -200,7 +192,8 @@ class ResultCache:
                 row = self._run(
                     lambda db: db.execute(
                         "SELECT value FROM entries WHERE key = ?", (key,)
-                    ).fetchone()
+                    ).fetchone(),
+                    None,
                 )
                 if row is None:
                     self._misses += 1
@@ -230,7 +223,7 @@ class ResultCache:
 
         with self._lock:
             self._remember(key, record)
-            self._run(write)
+            self._run(write, None)
 
     def _evict(self, db: sqlite3.Connection, max_bytes: int) -> int:
         """Drop the least frecent entries (hits, decayed by time since last access) until
@@ -275,14 +268,14 @@ class ResultCache:
                 )
                 db.execute("COMMIT")
 
-            self._run(write)
+            self._run(write, None)
 
     # -- maintenance ------------------------------------------------------------------
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         self.flush()
 
-        def read(db: sqlite3.Connection) -> dict:
+        def read(db: sqlite3.Connection) -> dict[str, int]:
             entries, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
             ).fetchone()
@@ -305,10 +298,9 @@ class ResultCache:
     def clear(self) -> None:
         with self._lock:
             self._front.clear()
-            self._calls.clear()
             self._pending.clear()
-            self._run(lambda db: db.execute("DELETE FROM entries"))
-            self._run(lambda db: db.execute("DELETE FROM counters"))
+            self._run(lambda db: db.execute("DELETE FROM entries"), None)
+            self._run(lambda db: db.execute("DELETE FROM counters"), None)
 
     def prune(self, max_bytes: int | None = None) -> int:
         limit = self.config.max_bytes if max_bytes is None else max_bytes
@@ -324,37 +316,31 @@ class ResultCache:
 
 
 _caches: dict[tuple[Path, CacheConfig], ResultCache] = {}
-_by_environment: dict[tuple, ResultCache | None] = {}
+_by_settings: dict[tuple[int, Settings], ResultCache | None] = {}
 _caches_lock = threading.Lock()
 
 
 def result_cache() -> ResultCache | None:
     """The cache for the active configuration, or None when caching is off.
 
-    On the hot path of every cached call, so it only looks at the raw inputs (the override
-    version and three environment variables); the configuration is worked out once per
-    combination.
+    On the hot path of every cached call, so the configuration is worked out once per
+    combination of settings and configure_cache() calls.
     """
-    environ = os.environ
-    inputs = (
-        _override_version,
-        environ.get("KEEL_CACHE"),
-        environ.get("KEEL_CACHE_MAX_MB"),
-        environ.get("KEEL_CACHE_DIR"),
-    )
+    current = settings()
+    inputs = (_override_version, current)
     try:
-        return _by_environment[inputs]
+        return _by_settings[inputs]
     except KeyError:
         pass
-    config = cache_config()
+    config = _override if _override is not None else _from_settings(current)
     cache = None
     if config.enabled:
-        path = (config.directory or settings().cache_dir) / FILENAME
+        path = (config.directory or current.cache_dir) / FILENAME
         with _caches_lock:
             cache = _caches.get((path, config))
             if cache is None:
                 cache = _caches[(path, config)] = ResultCache(path, config)
-    _by_environment[inputs] = cache
+    _by_settings[inputs] = cache
     return cache
 
 

@@ -1,0 +1,72 @@
+"""generate()'s fast path: a call repeated with identical arguments goes straight to its
+cache record, skipping validation, model resolution and hashing the fingerprint.
+
+It is only an index into the result cache, so it must never answer where the full path
+would answer differently: the key holds every argument and the whole settings snapshot
+(so no result-relevant setting is listed by hand), and a hit is dropped when the model
+file at the remembered path has changed since (replaced in place, e.g. a new download).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cache import Record, ResultCache
+from .config import settings
+from .loaded import FileStamp, file_stamp
+
+_LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself stays)
+
+
+@dataclass(frozen=True)
+class _Noted:
+    key: str  # the result cache key
+    path: Path
+    stamp: FileStamp
+
+
+class CallMemo:
+    def __init__(self) -> None:
+        self._calls: dict[tuple[Any, ...], _Noted] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @staticmethod
+    def call_key(store: ResultCache, arguments: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """A hashable form of a call; None when an argument is not hashable (e.g. a schema
+        dict), and the full path is taken."""
+        try:
+            values = tuple(
+                tuple(value) if isinstance(value, list) else value for value in arguments.values()
+            )
+            call = (store, settings(), *values)
+            hash(call)
+        except TypeError:
+            return None
+        return call
+
+    def recall(self, store: ResultCache, call: tuple[Any, ...]) -> Record | None:
+        noted = self._calls.get(call)
+        if noted is None:
+            return None
+        try:
+            unchanged = file_stamp(noted.path) == noted.stamp
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            with self._lock:
+                self._calls.pop(call, None)
+            return None
+        return store.recent(noted.key)
+
+    def note(self, call: tuple[Any, ...], key: str, path: Path, stamp: FileStamp) -> None:
+        with self._lock:
+            if len(self._calls) >= _LIMIT:
+                self._calls.clear()
+            self._calls[call] = _Noted(key, path, stamp)

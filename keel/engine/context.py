@@ -1,0 +1,136 @@
+"""The C objects of one loaded model: the model weights, and one context of several
+sequences ("slots") with the batch used to feed it. Each wrapper owns one lifetime."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GenerationError, ModelLoadError
+from .library import llama
+
+CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
+
+# (token, position, slot): one row of a llama_batch
+Entry = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """Everything about a context that can change logits. The thread count is not here:
+    it does not change results (tested), so outputs stay shareable across core counts."""
+
+    n_ctx: int
+    n_batch: int = CHUNK
+    n_ubatch: int = CHUNK
+    flash_attn: bool = False
+    kv_type: str = "f16"
+    swa_full: bool = True
+
+    def numerics(self) -> dict[str, Any]:
+        return {
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_ubatch": self.n_ubatch,
+            "flash_attn": self.flash_attn,
+            "kv_type": self.kv_type,
+            "swa_full": self.swa_full,
+        }
+
+
+class LlamaModel:
+    """The weights and vocabulary of one GGUF file (CPU only)."""
+
+    def __init__(self, path: Path) -> None:
+        lib = self._lib = llama()
+        self.path = path
+        params = lib.llama_model_default_params()
+        params.n_gpu_layers = 0
+        self.pointer = lib.llama_model_load_from_file(str(path).encode(), params)
+        if not self.pointer:
+            raise ModelLoadError(
+                f"llama.cpp could not load {str(path)!r}: the file is not a valid GGUF model "
+                "(corrupt, truncated or unsupported); fix: re-download or reinstall it"
+            )
+        self.vocab = lib.llama_model_get_vocab(self.pointer)
+        template = lib.llama_model_chat_template(self.pointer, None)
+        self.chat_template: str | None = template.decode("utf-8") if template else None
+
+    def close(self) -> None:
+        if getattr(self, "pointer", None) and not sys.is_finalizing():
+            self._lib.llama_model_free(self.pointer)
+            self.pointer = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class LlamaContext:
+    """One llama.cpp context over a model: `slots` sequences, each with its own KV stream of
+    n_ctx cells (kv_unified off), so a sequence computes exactly as it would alone."""
+
+    def __init__(
+        self, model: LlamaModel, settings: ContextSettings, n_threads: int, slots: int
+    ) -> None:
+        lib = self._lib = llama()
+        self.model = model  # kept alive as long as the context
+        params = lib.llama_context_default_params()
+        params.n_ctx = settings.n_ctx * slots
+        params.n_batch = settings.n_batch
+        params.n_ubatch = settings.n_ubatch
+        params.n_seq_max = slots
+        params.kv_unified = False  # one KV stream per slot: neighbours never show
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.type_k = lib.GGML_TYPE_F16
+        params.type_v = lib.GGML_TYPE_F16
+        params.swa_full = settings.swa_full
+        params.no_perf = True
+        self.pointer = lib.llama_init_from_model(model.pointer, params)
+        if not self.pointer:
+            raise ModelLoadError(f"llama.cpp could not create a context for {str(model.path)!r}")
+        self._memory = lib.llama_get_memory(self.pointer)
+        self._batch = lib.llama_batch_init(settings.n_batch, 0, 1)
+        self.n_ctx: int = lib.llama_n_ctx_seq(self.pointer)  # per slot
+        self.n_vocab: int = lib.llama_vocab_n_tokens(model.vocab)
+
+    def close(self) -> None:
+        if getattr(self, "pointer", None) and not sys.is_finalizing():
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self.pointer)
+            self.pointer = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def forget(self, slot: int, start: int = 0) -> bool:
+        """Drop the slot's KV from position `start` on; False if llama.cpp could not."""
+        return bool(self._lib.llama_memory_seq_rm(self._memory, slot, start, -1))
+
+    def decode(self, entries: list[Entry], all_logits: bool) -> None:
+        """One llama_decode; logits for every row, or for the last row only."""
+        batch = self._batch
+        n = len(entries)
+        batch.n_tokens = n
+        for i, (token, position, slot) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = slot
+            batch.logits[i] = all_logits
+        batch.logits[n - 1] = True
+        status = self._lib.llama_decode(self.pointer, batch)
+        if status != 0:
+            where = ", ".join(f"slot {slot} position {pos}" for _, pos, slot in entries[:4])
+            raise GenerationError(f"llama_decode failed with status {status} at {where}")
+
+    def logits(self, row: int = -1) -> np.ndarray:
+        """Zero-copy view of one output row (default: the last); valid until the next decode."""
+        pointer = self._lib.llama_get_logits_ith(self.pointer, row)
+        view: np.ndarray = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        return view

@@ -1,0 +1,72 @@
+"""The llama.cpp shared library: loaded once, its log routed through keel, and its build
+identity (which decides the numbers) known without loading it."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..config import settings
+from ..file_memo import remembered
+
+
+@cache
+def llama() -> ModuleType:
+    """Import llama_cpp once and initialise its backend, with llama.cpp's log routed
+    through keel: silent unless KEEL_VERBOSE=1 (the bindings' own filter misreads
+    the current log levels and prints warnings on every load)."""
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_log_callback(llama_cpp), ctypes.c_void_p(0))
+    llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+@cache
+def _log_callback(llama_cpp: ModuleType) -> Any:
+    verbose = settings().verbose  # read once: the callback also fires at interpreter exit
+
+    def forward(level: int, text: bytes, _user_data: object) -> None:
+        if verbose:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    return llama_cpp.llama_log_callback(forward)  # cached: C keeps the pointer
+
+
+_LIBRARIES = ("libllama.so", "libggml-base.so", "libggml-cpu.so")
+
+
+def library_files() -> list[Path]:
+    """The shared objects whose build decides the numbers (found without importing them)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    return [lib / name for name in _LIBRARIES if (lib / name).exists()]
+
+
+@cache
+def build_info() -> dict[str, str]:
+    """llama.cpp build identity: bindings version and the CPU feature line (AVX2, AVX-512 ...).
+
+    Remembered per library file version, so a fingerprint (and a cache lookup) never has to
+    import and initialise llama.cpp.
+    """
+
+    def probe() -> str:
+        lib = llama()
+        return json.dumps(
+            {
+                "llama_cpp_python": lib.__version__,
+                "system_info": lib.llama_print_system_info().decode("utf-8", "replace").strip(),
+            }
+        )
+
+    info: dict[str, str] = json.loads(remembered("llama.cpp build", library_files(), probe))
+    return info

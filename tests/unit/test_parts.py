@@ -1,0 +1,142 @@
+"""Pure parts, tested directly: no model is loaded."""
+
+import asyncio
+import threading
+
+import pytest
+
+from keel.channel import Channel
+from keel.config import settings
+from keel.engine.batching import batch_groups
+from keel.engine.context import CHUNK
+from keel.engine.prefix import reusable_chunks
+from keel.prompt import fit_context
+from keel.structured import JsonTagFilter, json_body
+
+
+def test_batch_groups_are_consecutive_runs_cut_into_proven_sizes():
+    assert batch_groups([0, 1, 2, 4, 5, 7], (1, 2, 3)) == [[0, 1, 2], [4, 5], [7]]
+    assert batch_groups([0, 1, 2, 3, 4], (1, 2)) == [[0, 1], [2, 3], [4]]
+    assert batch_groups([3, 4, 5, 6], (1,)) == [[3], [4], [5], [6]]
+    assert batch_groups([], (1, 2)) == []
+
+
+# -- the <json-output> tag filter --------------------------------------------------------
+
+
+def _stream(pieces):
+    tags = JsonTagFilter()
+    return [tags.feed(piece) for piece in pieces]
+
+
+def test_tag_filter_passes_only_the_json_between_the_tags():
+    text = 'thinking...\n<json-output>{"a": [1, 2]}</json-output>'
+    for size in (1, 2, 3, 7, len(text)):
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        assert "".join(_stream(pieces)) == '{"a": [1, 2]}' == json_body(text)
+
+
+def test_tag_filter_holds_back_what_may_be_the_closing_tag():
+    out = _stream(["<json-output>", '{"x":"<', "/j", "son-output>"])
+    assert out == ["", '{"x":"', "", ""]
+    out = _stream(["<json-output>", '"</', "b>", '"', "</json-output>"])
+    assert "".join(out) == '"</b>"'
+
+
+def test_tag_filter_ignores_text_after_the_closing_tag_and_before_the_opening_one():
+    assert _stream(["<json-", "output>1", "</json-output>", " trailing"]) == ["", "1", "", ""]
+
+
+def test_json_body_requires_both_tags():
+    with pytest.raises(ValueError, match="wrapped"):
+        json_body('{"a": 1}')
+    with pytest.raises(ValueError, match="wrapped"):
+        json_body('<json-output>{"a": 1}')
+
+
+# -- fitting a prompt into the context -----------------------------------------------------
+
+
+def test_fit_context_keeps_a_short_prompt():
+    assert fit_context([1, 5, 6], n_ctx=100, max_new_tokens=10, bos=1) == ([1, 5, 6], False)
+
+
+def test_fit_context_keeps_bos_and_the_tail():
+    tokens = [1, *range(100, 200)]
+    fitted, truncated = fit_context(tokens, n_ctx=64, max_new_tokens=8, bos=1)
+    assert truncated and len(fitted) == 64 - 8
+    assert fitted[0] == 1 and fitted[1:] == tokens[-(64 - 8 - 1) :]
+
+
+def test_fit_context_reserves_at_most_half_the_context_for_new_tokens():
+    tokens = list(range(100, 200))
+    fitted, truncated = fit_context(tokens, n_ctx=64, max_new_tokens=10_000, bos=1)
+    assert truncated and fitted == tokens[-32:]  # no BOS at the front: none kept
+
+
+# -- prefix reuse arithmetic -------------------------------------------------------------
+
+
+def test_reusable_chunks_counts_whole_shared_chunks_but_never_the_last():
+    a = list(range(3 * CHUNK + 5))
+    assert reusable_chunks(a, a) == 3
+    assert reusable_chunks(a[: 2 * CHUNK], a) == 1  # the chunk with the last token is redone
+    b = [*a[:CHUNK], -1, *a[CHUNK + 1 :]]
+    assert reusable_chunks(b, a) == 1
+    assert reusable_chunks(a, a[: CHUNK + 3]) == 1  # a partial chunk never counts
+    assert reusable_chunks(a, []) == 0
+
+
+# -- the channel between the worker and its consumers ------------------------------------
+
+
+def test_channel_is_fifo_across_threads():
+    channel: Channel[int] = Channel()
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(channel.get() for _ in range(100)))
+    reader.start()
+    for i in range(100):
+        channel.put(i)
+    reader.join(5)
+    assert received == list(range(100))
+
+
+def test_channel_wakes_an_asyncio_reader_from_another_thread():
+    channel: Channel[str] = Channel()
+
+    async def read():
+        return [await channel.aget() for _ in range(3)]
+
+    async def main():
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.01)  # the reader is waiting
+        writer = threading.Thread(target=lambda: [channel.put(x) for x in "abc"])
+        writer.start()
+        result = await asyncio.wait_for(task, 5)
+        writer.join()
+        return result
+
+    assert asyncio.run(main()) == ["a", "b", "c"]
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+def test_settings_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("KEEL_N_CTX", "1024")
+    monkeypatch.setenv("KEEL_CACHE_MAX_MB", "1.5")
+    monkeypatch.setenv("KEEL_QUEUE_DEPTH", "3")
+    current = settings()
+    assert (current.n_ctx, current.cache_max_bytes, current.queue_depth) == (1024, 3 << 19, 3)
+    assert settings() is current  # one snapshot per combination
+    monkeypatch.setenv("KEEL_N_CTX", "512")
+    assert settings().n_ctx == 512
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("KEEL_N_CTX", "0"), ("KEEL_SLOTS", "many"), ("KEEL_CACHE_MAX_MB", "-1")]
+)
+def test_bad_settings_are_refused_by_name(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        settings()
