@@ -176,8 +176,9 @@ def generate(
     regex it fully matches the pattern, with choices it is one of them; it is validated
     before it is returned (StructuredOutputError otherwise)."""
     options = dict(locals())
-    store = result_cache() if cache is True else None
-    call = CallMemo.call_key(store, options) if store else None
+    current = settings()
+    store = result_cache(current) if cache is True else None
+    call = CallMemo.call_key(store, current, options) if store else None
     record = _calls.recall(store, call) if store and call else None
     if record is not None:
         text, logprobs = record.text, record.logprobs_dict()

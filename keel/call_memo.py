@@ -10,13 +10,13 @@ file at the remembered path has changed since (replaced in place, e.g. a new dow
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .cache import Record, ResultCache
-from .config import settings
+from .config import Settings
 from .loaded import FileStamp, file_stamp
 
 _LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself stays)
@@ -25,7 +25,7 @@ _LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself
 @dataclass(frozen=True)
 class _Noted:
     key: str  # the result cache key
-    path: Path
+    path: str  # the model file, as a str: os.stat takes it without conversion
     stamp: FileStamp
 
 
@@ -38,14 +38,16 @@ class CallMemo:
         return len(self._calls)
 
     @staticmethod
-    def call_key(store: ResultCache, arguments: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """A hashable form of a call; None when an argument is not hashable (e.g. a schema
-        dict), and the full path is taken."""
+    def call_key(
+        store: ResultCache, current: Settings, arguments: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """A hashable form of a call under the current settings; None when an argument is
+        not hashable (e.g. a schema dict), and the full path is taken."""
+        values: Iterable[Any] = arguments.values()
+        if any(type(value) is list for value in values):  # stop strings, choices
+            values = [tuple(value) if type(value) is list else value for value in values]
+        call = (store, current, *values)
         try:
-            values = tuple(
-                tuple(value) if isinstance(value, list) else value for value in arguments.values()
-            )
-            call = (store, settings(), *values)
             hash(call)
         except TypeError:
             return None
@@ -69,4 +71,4 @@ class CallMemo:
         with self._lock:
             if len(self._calls) >= _LIMIT:
                 self._calls.clear()
-            self._calls[call] = _Noted(key, path, stamp)
+            self._calls[call] = _Noted(key, str(path), stamp)

@@ -29,7 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _parameter(name: str, **settings: Any) -> Callable[[F], F]:
     """An option for a generation parameter: its default and help from params.PARAMETERS."""
     spec = PARAMETERS[name]
-    settings.setdefault("help", spec.doc.replace("`", "") + ".")
+    doc = spec.doc.replace("`", "")
+    settings.setdefault("help", doc[:1].upper() + doc[1:] + ".")
     if "is_flag" not in settings and "multiple" not in settings:
         settings.setdefault("default", spec.default)
         settings.setdefault("show_default", spec.default is not None)

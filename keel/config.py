@@ -76,9 +76,27 @@ def _default_cache_dir() -> str:
     return platformdirs.user_cache_dir("keel")
 
 
+# The raw values are read straight from os.environ's own mapping where there is one (POSIX:
+# bytes keys): os.environ.get raises and catches a KeyError for every unset variable, about
+# 1 µs each, and the result cache's fast path reads the settings on every call.
+_ENCODED = tuple(os.fsencode(name) for name in _VARIABLES)
+_DATA: dict[bytes, bytes] | None = (
+    getattr(os.environ, "_data", None) if os.name == "posix" else None
+)
+
+
+def _raw_values() -> tuple[str | bytes | None, ...]:
+    if _DATA is not None:
+        data = _DATA
+        return tuple([data.get(key) for key in _ENCODED])
+    environ = os.environ
+    return tuple([environ.get(name) for name in _VARIABLES])
+
+
 @cache
-def _settings_from(raw: tuple[str | None, ...]) -> Settings:
-    env = dict(zip(_VARIABLES, raw, strict=True))
+def _settings_from(raw: tuple[str | bytes | None, ...]) -> Settings:
+    values = (os.fsdecode(value) if isinstance(value, bytes) else value for value in raw)
+    env = dict(zip(_VARIABLES, values, strict=True))
     return Settings(
         cache_dir=Path(env["KEEL_CACHE_DIR"] or _default_cache_dir()),
         n_ctx=_positive("KEEL_N_CTX", env["KEEL_N_CTX"], 2048),
@@ -96,8 +114,7 @@ def _settings_from(raw: tuple[str | None, ...]) -> Settings:
 
 def settings() -> Settings:
     """The settings in force now (a frozen, hashable snapshot)."""
-    environ = os.environ
-    return _settings_from(tuple(environ.get(name) for name in _VARIABLES))
+    return _settings_from(_raw_values())
 
 
 @cache

@@ -28,7 +28,7 @@ KEEL_VERSION = version("keel-text")
 FileStamp = tuple[int, int]  # (size, mtime_ns): a file replaced in place gets a new one
 
 
-def file_stamp(path: Path) -> FileStamp:
+def file_stamp(path: Path | str) -> FileStamp:
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns
 

@@ -320,13 +320,14 @@ _by_settings: dict[tuple[int, Settings], ResultCache | None] = {}
 _caches_lock = threading.Lock()
 
 
-def result_cache() -> ResultCache | None:
-    """The cache for the active configuration, or None when caching is off.
+def result_cache(current: Settings | None = None) -> ResultCache | None:
+    """The cache for the active configuration (`current`: the settings in force, when the
+    caller has them already), or None when caching is off.
 
     On the hot path of every cached call, so the configuration is worked out once per
     combination of settings and configure_cache() calls.
     """
-    current = settings()
+    current = current or settings()
     inputs = (_override_version, current)
     try:
         return _by_settings[inputs]

@@ -23,7 +23,7 @@ _MAX_WORDS = 64
 
 
 def _word(params: GenerationParams, index: int) -> str:
-    material = f"{params.seed}\x00{index}\x00{params.prompt}".encode()
+    material = f"{params.seed}\x00{index}\x00{params.input_text}".encode()
     value = int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
     return _WORDS[value % len(_WORDS)]
 
