@@ -25,9 +25,20 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
 MODELS = ["smollm2-135m", "gemma3-270m"]
 
 
-def keel_run(model: str, temperature: float) -> int:
+# Every repetition control on at once: the cost of keel.penalties per token.
+PENALTIES = dict(
+    repetition_penalty=1.1, presence_penalty=0.5, frequency_penalty=0.5, no_repeat_ngram_size=3
+)
+
+
+def keel_run(model: str, temperature: float, **options: float) -> int:
     events = keel.stream_generate(
-        PROMPT, model=model, raw=True, max_new_tokens=NEW_TOKENS, temperature=temperature
+        PROMPT,
+        model=model,
+        raw=True,
+        max_new_tokens=NEW_TOKENS,
+        temperature=temperature,
+        **options,
     )
     return sum(1 for _ in events)
 
@@ -59,6 +70,7 @@ def bench_model(model: str) -> list[tuple[str, float, float, int]]:
         "keel generate T=0": lambda: rate_of(lambda: keel_run(model, 0.0)),
         "llama-cpp-python Llama()": lambda: rate_of(lambda: llama_cpp_run(llm)),
         "keel generate T=0.7": lambda: rate_of(lambda: keel_run(model, 0.7)),
+        "keel T=0.7 + penalties": lambda: rate_of(lambda: keel_run(model, 0.7, **PENALTIES)),
     }
     return interleaved(runs, REPEATS)
 

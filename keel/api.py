@@ -16,13 +16,13 @@ from .cache import Recorder, cache_key, result_cache
 from .call_memo import CallMemo
 from .config import settings
 from .engine import fallback
-from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError
+from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError, warn_caller
 from .events import FinishReason, GenerationResponse, GenerationResult
 from .generation import Generation
 from .handle import Check, GenerationHandle
 from .loaded import LoadedModel, ModelIdentity, fallback_fingerprint, identify, load, load_location
 from .models import resolve_model
-from .params import default, docstring_section, make_params
+from .params import DEFAULT_SEED, default, docstring_section, make_params
 from .prompt import prepare_prompt
 from .sources import EventSource, Precomputed
 from .structured import build_constraint, open_session
@@ -50,6 +50,11 @@ class _ModelAndSampling(TypedDict, total=False):
     top_logprobs: int
     raw: bool
     cache: bool
+    repetition_penalty: float
+    repetition_context_size: int
+    presence_penalty: float
+    frequency_penalty: float
+    no_repeat_ngram_size: int
 
 
 class _Length(TypedDict, total=False):
@@ -110,6 +115,7 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
             stand_in, params.logprobs, constraint=constraint, fingerprint=fingerprint
         )
         return _Prepared(handle, None)
+    _warn_if_seed_unused(params.seed, params.temperature)  # the stand-in text uses seeds
     fingerprint = identity.fingerprint(params)
     cache = result_cache() if use_cache else None
     key = cache_key(fingerprint, params.input_text) if cache else None
@@ -136,6 +142,15 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         cache_key=key,
     )
     return _Prepared(handle, identity)
+
+
+def _warn_if_seed_unused(seed: Any, temperature: Any) -> None:
+    """Greedy decoding ignores the seed; a caller who chose one likely expects it to matter."""
+    if temperature == 0 and seed != DEFAULT_SEED:
+        warn_caller(
+            f"seed={seed} has no effect at temperature=0 (greedy decoding); set "
+            "temperature > 0 for seeded sampling"
+        )
 
 
 def _result(options: dict[str, Any]) -> GenerationResult:
@@ -169,6 +184,11 @@ def generate(
     raw: bool = default("raw"),
     reasoning: bool = default("reasoning"),
     cache: bool = default("cache"),
+    repetition_penalty: float = default("repetition_penalty"),
+    repetition_context_size: int = default("repetition_context_size"),
+    presence_penalty: float = default("presence_penalty"),
+    frequency_penalty: float = default("frequency_penalty"),
+    no_repeat_ngram_size: int = default("no_repeat_ngram_size"),
 ) -> str | tuple[str, dict[str, Any] | None]:
     """Generate text; with return_logprobs=True return (text, {"content": [...]}).
 
@@ -181,6 +201,7 @@ def generate(
     call = CallMemo.call_key(store, current, options) if store else None
     record = _calls.recall(store, call) if store and call else None
     if record is not None:
+        _warn_if_seed_unused(seed, temperature)
         text, logprobs = record.text, record.logprobs_dict()
     else:
         options["logprobs"] = options.pop("return_logprobs")
@@ -344,6 +365,8 @@ _COMMON = [
     "max_new_tokens", "eos_string", "model", "model_repo", "model_filename", "size", "seed",
     "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "top_k",
     "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
+    "repetition_penalty", "repetition_context_size", "presence_penalty", "frequency_penalty",
+    "no_repeat_ngram_size",
 ]  # fmt: skip
 if generate.__doc__:  # None under python -OO
     generate.__doc__ += docstring_section(["prompt", "messages", "return_logprobs", *_COMMON])

@@ -16,6 +16,7 @@ from .engine.llama import LlamaEngine
 from .errors import GenerationError
 from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
 from .params import GenerationParams
+from .penalties import Penalties
 from .prompt import Prompt
 from .sampling import TokenLogprob, sample, token_logprob
 from .structured.session import ConstraintSession
@@ -48,6 +49,7 @@ class Generation:
         self.steps = 0
         self._utf8 = Utf8Assembler()
         self._stops = StopMatcher(params.stop_strings)
+        self._penalties = Penalties(params)
         self._started = perf_counter()
         self._decoding = self._started
         self._stats: dict[str, Any] = {
@@ -108,7 +110,9 @@ class Generation:
             self.constraint,
             self._stops,
         )
-        token = sample(constraint.restrict(logits) if constraint else logits, self.steps, params)
+        token = sample(self._scores(logits), self.steps, params)
+        if self._penalties.active:
+            self._penalties.accept(token)
         logprob = (
             token_logprob(logits, token, params.top_logprobs, vocab.token_text)
             if params.logprobs
@@ -137,6 +141,19 @@ class Generation:
             self._stats["time_to_first_token"] = now - self._started
         self.pending = None if finish else token
         return self._event(text, token, logprob, finish, stop)
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        """What the sampler chooses from: the logits after the repetition controls and the
+        constraint mask. Should the controls leave no token the constraint allows, the
+        constraint wins (the output must stay valid)."""
+        penalties, constraint = self._penalties, self.constraint
+        scores = penalties.apply(logits) if penalties.active else logits
+        if constraint is None:
+            return scores
+        allowed = constraint.restrict(scores)
+        if scores is not logits and not np.isfinite(allowed).any():
+            allowed = constraint.restrict(logits)
+        return allowed
 
     def decoded(self) -> None:
         """The pending token is in the KV now."""

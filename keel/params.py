@@ -26,6 +26,8 @@ MAX_TEMPERATURE = 100.0
 # server: 5e-324 became a division by zero); 0 itself means greedy.
 MIN_TEMPERATURE = 1e-4
 MAX_TOP_LOGPROBS = 20
+MAX_PENALTY = 2.0  # presence and frequency, as in the OpenAI API
+MAX_REPETITION_PENALTY = 10.0
 ROLES = ("system", "user", "assistant", "developer", "tool")
 Role = Literal["system", "user", "assistant", "developer", "tool"]
 
@@ -129,6 +131,37 @@ PARAMETERS: dict[str, Parameter] = {
             "a string or list of strings that end the output (excluded)",
         ),
         Parameter(
+            "repetition_penalty",
+            1.0,
+            "`1.0` (off)",
+            "> 0, at most 10: the logits of tokens among the last `repetition_context_size` "
+            "generated ones are divided by it (if positive) or multiplied (if negative)",
+        ),
+        Parameter(
+            "repetition_context_size",
+            20,
+            "`20`",
+            "how many of the latest generated tokens `repetition_penalty` looks at, >= 1",
+        ),
+        Parameter(
+            "presence_penalty",
+            0.0,
+            "`0.0` (off)",
+            "-2 to 2, subtracted once from the logit of every token generated so far",
+        ),
+        Parameter(
+            "frequency_penalty",
+            0.0,
+            "`0.0` (off)",
+            "-2 to 2, subtracted from a token's logit once per time it was generated",
+        ),
+        Parameter(
+            "no_repeat_ngram_size",
+            0,
+            "`0` (off)",
+            "n >= 1 forbids any token that would repeat an n-gram already generated",
+        ),
+        Parameter(
             "top_logprobs",
             5,
             "`5`",
@@ -215,6 +248,21 @@ class GenerationParams:
     top_logprobs: int = DEFAULT_TOP_LOGPROBS
     raw: bool = default("raw")
     constraint: str = ""  # canonical description of a structured-output grammar
+    repetition_penalty: float = default("repetition_penalty")
+    repetition_context_size: int = default("repetition_context_size")
+    presence_penalty: float = default("presence_penalty")
+    frequency_penalty: float = default("frequency_penalty")
+    no_repeat_ngram_size: int = default("no_repeat_ngram_size")
+
+    @property
+    def penalized(self) -> bool:
+        """Any repetition control is on (they all start from the generated tokens)."""
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+            or self.no_repeat_ngram_size > 0
+        )
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -309,6 +357,11 @@ def make_params(
     top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     raw: bool = default("raw"),
     constraint: str = "",
+    repetition_penalty: float = default("repetition_penalty"),
+    repetition_context_size: int = default("repetition_context_size"),
+    presence_penalty: float = default("presence_penalty"),
+    frequency_penalty: float = default("frequency_penalty"),
+    no_repeat_ngram_size: int = default("no_repeat_ngram_size"),
 ) -> GenerationParams:
     """Check every parameter and return the canonical form; raise InvalidParameterError."""
     _require(
@@ -351,6 +404,27 @@ def make_params(
         f"top_logprobs must be an int in 0..{MAX_TOP_LOGPROBS}, got {top_logprobs!r}",
     )
     _require(isinstance(raw, bool), f"raw must be bool, got {raw!r}")
+    _require(
+        _is_number(repetition_penalty) and 0.0 < repetition_penalty <= MAX_REPETITION_PENALTY,
+        f"repetition_penalty must be in (0, {MAX_REPETITION_PENALTY}] (1.0 is off), "
+        f"got {repetition_penalty!r}",
+    )
+    _require(
+        _is_int(repetition_context_size) and repetition_context_size >= 1,
+        f"repetition_context_size must be an int >= 1, got {repetition_context_size!r}",
+    )
+    for name, value in (
+        ("presence_penalty", presence_penalty),
+        ("frequency_penalty", frequency_penalty),
+    ):
+        _require(
+            _is_number(value) and -MAX_PENALTY <= value <= MAX_PENALTY,
+            f"{name} must be a number in [-{MAX_PENALTY}, {MAX_PENALTY}], got {value!r}",
+        )
+    _require(
+        _is_int(no_repeat_ngram_size) and no_repeat_ngram_size >= 0,
+        f"no_repeat_ngram_size must be an int >= 0 (0 is off), got {no_repeat_ngram_size!r}",
+    )
     return GenerationParams(
         prompt=prompt if isinstance(prompt, str) else "",
         messages=conversation,
@@ -366,4 +440,9 @@ def make_params(
         top_logprobs=top_logprobs,
         raw=raw,
         constraint=constraint,
+        repetition_penalty=float(repetition_penalty),
+        repetition_context_size=repetition_context_size,
+        presence_penalty=float(presence_penalty),
+        frequency_penalty=float(frequency_penalty),
+        no_repeat_ngram_size=no_repeat_ngram_size,
     )

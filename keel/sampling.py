@@ -125,11 +125,17 @@ class TokenLogprob:
             ),
         )
 
+    @property
+    def confidence(self) -> float:
+        """The chosen token's probability under the model's own distribution."""
+        return math.exp(self.logprob)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "token_id": self.token_id,
             "text": self.text,
             "logprob": self.logprob,
+            "confidence": self.confidence,
             "top_logprobs": [
                 {"token_id": alt.token_id, "text": alt.text, "logprob": alt.logprob}
                 for alt in self.top_logprobs

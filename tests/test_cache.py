@@ -91,13 +91,13 @@ def test_failed_and_stand_in_results_are_not_cached(cache_dir, monkeypatch, tmp_
 
 
 def test_hit_from_a_fresh_process_loads_no_weights(cache_dir):
-    expected = keel.generate(PROMPT, max_new_tokens=12, seed=5)
+    expected = keel.generate(PROMPT, max_new_tokens=12, seed=5, temperature=0.7)
     result_cache().flush()
     code = (
         "import json, sys, keel; from keel.loaded import any_loaded; "
         "from keel.cache import configure_cache;"
         "configure_cache(enabled=True, directory=sys.argv[1]);"
-        "text = keel.generate(sys.argv[2], max_new_tokens=12, seed=5);"
+        "text = keel.generate(sys.argv[2], max_new_tokens=12, seed=5, temperature=0.7);"
         "print(json.dumps([text, any_loaded()]))"
     )
     out = subprocess.run(

@@ -71,8 +71,9 @@ def test_temperature_zero_equals_top_k_one(model_name):
 
 
 def test_seed_is_ignored_at_temperature_zero(model_name):
-    a = keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=1)
-    assert keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=2) == a
+    with pytest.warns(keel.KeelWarning, match="no effect at temperature=0"):
+        a = keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=1)
+        assert keel.generate(PROMPT, model=model_name, max_new_tokens=16, seed=2) == a
 
 
 def test_concurrent_threads_match_serial():

@@ -1,6 +1,8 @@
 """What the output contains: UTF-8 safety, stop strings, token limits, logprobs, chats."""
 
 import inspect
+import itertools
+import math
 import warnings
 
 import pytest
@@ -205,3 +207,60 @@ def test_chat_template_versus_raw():
     templated = keel.generate("Hello", max_new_tokens=8)
     raw = keel.generate("Hello", max_new_tokens=8, raw=True)
     assert templated != raw
+
+
+FRUITS = "List of fruits: apple, banana,"
+
+
+def test_penalties_change_the_output_only_when_set():
+    base = {"model": "gemma3-270m", "max_new_tokens": 40}
+    plain = keel.generate(FRUITS, **base)
+    off = dict(repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
+    assert keel.generate(FRUITS, **base, **off, no_repeat_ngram_size=0) == plain
+    for setting in (
+        {"repetition_penalty": 1.5},
+        {"presence_penalty": 1.5},
+        {"frequency_penalty": 1.0},
+        {"no_repeat_ngram_size": 2},
+    ):
+        text = keel.generate(FRUITS, **base, **setting)
+        assert text != plain, setting
+        assert "".join(keel.generate_iter(FRUITS, **base, **setting)) == text
+
+
+def test_no_repeat_ngram_size_leaves_no_repeated_ngram():
+    *ids, _ = keel.stream_tokens(
+        FRUITS, model="gemma3-270m", max_new_tokens=40, no_repeat_ngram_size=2
+    )
+    pairs = list(itertools.pairwise(ids))
+    assert len(pairs) == len(set(pairs))
+
+
+def test_penalised_sampling_is_reproducible_by_seed():
+    settings = dict(max_new_tokens=24, temperature=0.8, frequency_penalty=0.8)
+    first = keel.generate("Write a poem about the sea.", seed=5, **settings)
+    assert keel.generate("Write a poem about the sea.", seed=5, **settings) == first
+    assert keel.generate("Write a poem about the sea.", seed=6, **settings) != first
+
+
+def test_confidence_is_exp_logprob_on_every_entry():
+    _, logprobs = keel.generate("Name a colour.", max_new_tokens=6, return_logprobs=True)
+    for entry in logprobs["content"]:
+        assert entry["confidence"] == pytest.approx(math.exp(entry["logprob"]), rel=1e-12)
+    for _, entry in keel.generate_iter("Name a colour.", max_new_tokens=6, include_logprobs=True):
+        assert 0.0 < entry["confidence"] <= 1.0
+
+
+def test_a_seed_at_temperature_zero_warns_once_per_calling_line():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        first = inspect.currentframe().f_lineno + 1
+        keel.generate("Hi", max_new_tokens=2, seed=7)
+        keel.generate("Hi", max_new_tokens=2, seed=7)  # another line: shown again
+        for _ in range(2):
+            keel.generate("Hi", max_new_tokens=2, seed=7)  # one line: shown once
+        keel.generate("Hi", max_new_tokens=2)  # the default seed: nothing to say
+        keel.generate("Hi", max_new_tokens=2, seed=7, temperature=0.5)  # the seed matters
+    seeds = [w for w in caught if "has no effect at temperature=0" in str(w.message)]
+    assert [w.lineno for w in seeds] == [first, first + 1, first + 3]
+    assert all(w.filename == __file__ and issubclass(w.category, keel.KeelWarning) for w in seeds)

@@ -111,12 +111,12 @@ def test_sse_error_event_when_structured_output_cannot_finish(url):
 def test_websocket_streams_cancels_and_serves_the_next_request(url):
     ws_url = url.replace("http", "ws") + "/v1/ws"
     with connect(ws_url) as ws:
-        ws.send(json.dumps({"prompt": PROMPT, "max_new_tokens": 12, "seed": 4}))
+        ws.send(json.dumps({"prompt": PROMPT, "max_new_tokens": 12, "seed": 4, "temperature": 0.7}))
         messages = []
         while "finish_reason" not in (message := json.loads(ws.recv())):
             messages.append(message)
         messages.append(message)
-        text, ids = _library(PROMPT, max_new_tokens=12, seed=4)
+        text, ids = _library(PROMPT, max_new_tokens=12, seed=4, temperature=0.7)
         assert "".join(m["text"] for m in messages) == text
         assert [m["token_id"] for m in messages if m["token_id"] is not None] == ids
 
@@ -238,6 +238,19 @@ def test_limits_and_bad_input_are_4xx_json(url):
         (post("/v1/generate", json={"prompt": "x", "schema": {"type": "objekt"}}), 400, None),
         (post("/v1/generate", json={"prompt": "x", "regex": 3}), 400, None),
         (post("/v1/generate", json={"prompt": "x", "unknown": 1}), 400, None),
+        (
+            post("/v1/generate", json={"prompt": "x", "presence_penalty": 5}),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            post(
+                "/v1/completions",
+                json={"model": "smollm2-135m", "prompt": "x", "frequency_penalty": -3},
+            ),
+            400,
+            "invalid_parameter",
+        ),
         (post("/v1/completions", json={"model": "smollm2-135m", "prompt": "x", "n": 2}), 400, None),
         (httpx.get(f"{url}/nowhere"), 404, None),
     ]
@@ -334,3 +347,20 @@ def test_concurrent_server_requests_equal_solo(url):
     for thread in threads:
         thread.join()
     assert results == solo
+
+
+def test_penalties_and_confidence_over_http_equal_the_library(url):
+    options = {"max_new_tokens": 16, "frequency_penalty": 1.0, "no_repeat_ngram_size": 2}
+    body = httpx.post(
+        f"{url}/v1/generate", json={"prompt": PROMPT, "logprobs": True, **options}, timeout=60
+    ).json()
+    text, logprobs = keel.generate(PROMPT, return_logprobs=True, **options)
+    assert body["text"] == text and body["logprobs"] == logprobs
+    assert all(0 < entry["confidence"] <= 1 for entry in body["logprobs"]["content"])
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+    completion = client.completions.create(
+        model="smollm2-135m", prompt=PROMPT, max_tokens=16, frequency_penalty=1.0
+    )
+    assert completion.choices[0].text == keel.generate(
+        PROMPT, raw=True, max_new_tokens=16, frequency_penalty=1.0
+    )

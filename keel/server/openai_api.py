@@ -42,12 +42,6 @@ _STREAMING: dict[int | str, dict[str, Any]] = {
 def _refuse_unsupported(body: OpenAIRequest) -> None:
     if body.n != 1:
         raise RequestError(400, "only n=1 is supported; send one request per seed", "n", "n")
-    if body.presence_penalty or body.frequency_penalty:
-        raise RequestError(
-            400,
-            "presence_penalty and frequency_penalty are not supported (they must be 0)",
-            "unsupported_parameter",
-        )
 
 
 def _response_format(body: OpenAIRequest) -> dict[str, Any] | None:
@@ -63,6 +57,9 @@ def _common(
     return {
         "seed": body.seed,
         "temperature": body.temperature,
+        "presence_penalty": body.presence_penalty,
+        "frequency_penalty": body.frequency_penalty,
+        "repetition_penalty": body.repetition_penalty,
         "top_p": body.top_p,
         "stop": body.stop,
         "max_new_tokens": gateway.max_tokens(prompt_text, max_tokens),

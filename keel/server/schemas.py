@@ -36,6 +36,11 @@ class GenerateRequest(BaseModel):
     top_p: float = _field("top_p")
     min_p: float = _field("min_p")
     stop: Stop = _field("stop")
+    repetition_penalty: float = _field("repetition_penalty")
+    repetition_context_size: int = _field("repetition_context_size")
+    presence_penalty: float = _field("presence_penalty")
+    frequency_penalty: float = _field("frequency_penalty")
+    no_repeat_ngram_size: int = _field("no_repeat_ngram_size")
     logprobs: bool = Field(False, description="per-token log-probabilities")
     top_logprobs: int = _field("top_logprobs")
     raw: bool = _field("raw")
@@ -78,8 +83,10 @@ class OpenAIRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = 1
     response_format: ResponseFormat | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float = _field("presence_penalty")
+    frequency_penalty: float = _field("frequency_penalty")
+    # Not in OpenAI's API, but accepted by vLLM and llama.cpp's server under this name.
+    repetition_penalty: float = _field("repetition_penalty")
 
 
 class CompletionRequest(OpenAIRequest):

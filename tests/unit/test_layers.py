@@ -18,7 +18,7 @@ LAYERS = [
     ["keel.structured"],
     ["keel.engine"],
     ["keel.models"],
-    ["keel.params", "keel.events", "keel.sampling", "keel.detok", "keel.errors",
+    ["keel.params", "keel.events", "keel.sampling", "keel.penalties", "keel.detok", "keel.errors",
      "keel.config", "keel.file_memo"],
 ]  # fmt: skip
 
