@@ -127,6 +127,8 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     else:
         loaded = load(identity)
         session = open_session(loaded.engine, constraint) if constraint else None
+        if session is not None:
+            session.require_budget(params.max_new_tokens)
         prompt = prepare_prompt(loaded.engine, params)
         source = loaded.worker.submit(
             Generation(loaded.engine, prompt, params, fingerprint, session)

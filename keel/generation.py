@@ -21,6 +21,10 @@ from .prompt import Prompt
 from .sampling import TokenLogprob, sample, token_logprob
 from .structured.session import ConstraintSession
 
+# Within this many tokens of the budget's end, a constrained generation checks each token
+# against the shortest completion (a walk on the grammar, no model work).
+CLOSING_WINDOW = 64
+
 
 def _peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
@@ -110,7 +114,7 @@ class Generation:
             self.constraint,
             self._stops,
         )
-        token = sample(self._scores(logits), self.steps, params)
+        token = self._within_budget(sample(self._scores(logits), self.steps, params))
         if self._penalties.active:
             self._penalties.accept(token)
         logprob = (
@@ -141,6 +145,22 @@ class Generation:
             self._stats["time_to_first_token"] = now - self._started
         self.pending = None if finish else token
         return self._event(text, token, logprob, finish, stop)
+
+    def _within_budget(self, token: int) -> int:
+        """Under a constraint, near the end of the budget (max_new_tokens, or the context),
+        take the sampled token only if the output can still be completed after it within
+        what is left; otherwise the first token of the shortest completion. Both depend
+        only on the grammar state and the budget, so this is as deterministic as sampling."""
+        constraint = self.constraint
+        if constraint is None or self.engine.vocab.is_eog(token):
+            return token
+        left = min(self.params.max_new_tokens - self.steps, self.engine.n_ctx - self.position + 1)
+        if left > CLOSING_WINDOW:
+            return token
+        if constraint.completion_after(token, left - 1) is not None:
+            return token
+        closing = constraint.completion(CLOSING_WINDOW)
+        return closing[0] if closing else token
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         """What the sampler chooses from: the logits after the repetition controls and the

@@ -100,12 +100,15 @@ def test_sse_stream_equals_the_library(url):
     assert complete["fingerprint"].startswith("fp_") and complete["tokens_per_second"] > 0
 
 
-def test_sse_error_event_when_structured_output_cannot_finish(url):
+def test_a_structured_request_that_cannot_finish_is_refused_before_streaming(url):
     request = dict(prompt="A person:", schema=PERSON, max_tokens=3)
-    events = _sse(url, request)
-    kind, error = events[-1]
-    assert kind == "error" and error["error_type"] == "structured_output_failed"
-    assert error["tokens_before_error"] == len(events) - 1 and error["recovery_hints"]
+    for route in ("/v1/stream", "/v1/generate"):
+        response = httpx.post(f"{url}{route}", json=request, timeout=60)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert (
+            error["code"] == "structured_output_failed" and "max_new_tokens=3" in error["message"]
+        )
 
 
 def test_websocket_streams_cancels_and_serves_the_next_request(url):

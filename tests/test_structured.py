@@ -268,16 +268,30 @@ def test_reasoning_preamble_before_the_json():
     assert preamble.endswith("\n") and "<" not in preamble
 
 
-def test_token_limit_too_small_raises_with_partial_text():
-    with pytest.raises(StructuredOutputError, match="max_new_tokens") as caught:
+def test_a_budget_too_small_for_any_output_is_refused_before_generating():
+    with pytest.raises(StructuredOutputError, match="cannot be completed within max_new_tokens=4"):
         keel.generate("A point.", schema=POINT, max_new_tokens=4)
-    assert caught.value.partial_text.startswith("<json")
-    pieces = []
-    with pytest.raises(StructuredOutputError):
-        pieces.extend(keel.generate_iter("A point.", schema=POINT, max_new_tokens=4))
-    with pytest.raises(StructuredOutputError):
-        events = list(keel.stream_generate("A point.", schema=POINT, max_new_tokens=4))
-        assert events[-1].finish_reason is None  # the invalid final event is never released
+    with pytest.raises(StructuredOutputError, match="max_new_tokens=4"):
+        keel.generate_iter("A point.", schema=POINT, max_new_tokens=4)  # at call time
+    with pytest.raises(StructuredOutputError, match="max_new_tokens=4"):
+        keel.stream_generate("A point.", schema=POINT, max_new_tokens=4)
+
+
+def test_output_is_valid_at_every_budget_from_the_smallest(model_name):
+    """Near the end of max_new_tokens keel steers to the shortest completion, so whatever
+    the budget (down to the least that can hold an object) the output validates."""
+    smallest = None
+    for budget in range(4, 40):
+        try:
+            value = keel.generate_json("A point.", POINT, model=model_name, max_new_tokens=budget)
+        except StructuredOutputError as exc:
+            assert smallest is None and "cannot be completed" in str(exc)
+            continue
+        smallest = smallest or budget
+        jsonschema.validate(value, POINT)
+        if budget > smallest + 6:
+            break
+    assert smallest is not None
 
 
 @pytest.mark.parametrize(

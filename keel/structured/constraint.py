@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..errors import InvalidConstraintError, InvalidParameterError
+from .bounds import bounded_schema
 from .tags import JSON_CLOSE, JSON_OPEN
 
 # Small models loop on free whitespace; compact JSON is also fewer tokens.
@@ -91,7 +92,8 @@ def _from_response_format(response_format: Any) -> dict[str, Any]:
 
 def _json_constraint(schema: Any, reasoning: bool) -> Constraint:
     schema_dict, adapter = _schema_of(schema)
-    embedded = {**schema_dict, "x-guidance": {**schema_dict.get("x-guidance", {}), **_JSON_OPTIONS}}
+    compiled, _ = bounded_schema(schema_dict)  # validation still uses schema_dict
+    embedded = {**compiled, "x-guidance": {**compiled.get("x-guidance", {}), **_JSON_OPTIONS}}
     # One bounded paragraph of reasoning, then a newline: bounded so that a model that
     # never stops talking is still led to the answer within the token budget.
     preamble = f'/[^<\\n]{{0,{REASONING_CHARS}}}/ "\\n" ' if reasoning else ""
@@ -99,7 +101,9 @@ def _json_constraint(schema: Any, reasoning: bool) -> Constraint:
         f"start: {preamble}{json.dumps(JSON_OPEN)} answer {json.dumps(JSON_CLOSE)}\n"
         f"answer: %json {json.dumps(embedded)}\n"
     )
-    key = json.dumps({"json_schema": schema_dict, "reasoning": reasoning}, sort_keys=True)
+    key = json.dumps(
+        {"json_schema": schema_dict, "compiled": compiled, "reasoning": reasoning}, sort_keys=True
+    )
     return Constraint(
         ConstraintKind.JSON, lark, key, schema=schema_dict, reasoning=reasoning, adapter=adapter
     )
