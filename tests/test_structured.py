@@ -320,3 +320,14 @@ def test_bad_constraints_fail_before_generation():
         keel.generate("x", regex="a", reasoning=True)
     with pytest.raises(InvalidParameterError, match="schema must be"):
         keel.generate("x", schema=object())
+
+
+def test_json_output_takes_a_mild_repetition_penalty_unless_told_otherwise():
+    prompt, schema = "Describe a person.", SCHEMAS[0][2]
+    default = keel.generate(prompt, schema=schema)
+    assert default == keel.generate(prompt, schema=schema, repetition_penalty=1.1)
+    plain = keel.generate(prompt, schema=schema, repetition_penalty=1.0)
+    jsonschema.validate(json.loads(plain[len("<json-output>") : -len("</json-output>")]), schema)
+    assert keel.generate("x", regex="[a-z]{3}") == keel.generate(
+        "x", regex="[a-z]{3}", repetition_penalty=1.0
+    )

@@ -36,7 +36,7 @@ class GenerateRequest(BaseModel):
     top_p: float = _field("top_p")
     min_p: float = _field("min_p")
     stop: Stop = _field("stop")
-    repetition_penalty: float = _field("repetition_penalty")
+    repetition_penalty: float | None = _field("repetition_penalty")
     repetition_context_size: int = _field("repetition_context_size")
     presence_penalty: float = _field("presence_penalty")
     frequency_penalty: float = _field("frequency_penalty")
@@ -86,7 +86,7 @@ class OpenAIRequest(BaseModel):
     presence_penalty: float = _field("presence_penalty")
     frequency_penalty: float = _field("frequency_penalty")
     # Not in OpenAI's API, but accepted by vLLM and llama.cpp's server under this name.
-    repetition_penalty: float = _field("repetition_penalty")
+    repetition_penalty: float | None = _field("repetition_penalty")
 
 
 class CompletionRequest(OpenAIRequest):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keel.params import make_params
+from keel.params import JSON_REPETITION_PENALTY, make_params
 from keel.penalties import Penalties
 from keel.sampling import TokenLogprob
 
@@ -71,3 +71,9 @@ def test_confidence_is_the_probability_of_the_chosen_token():
     entry = TokenLogprob(5, "a", -0.5, ())
     assert entry.confidence == math.exp(-0.5) == entry.to_dict()["confidence"]
     assert TokenLogprob.from_dict(entry.to_dict()) == entry
+
+
+def test_a_json_schema_turns_a_mild_repetition_penalty_on_by_default():
+    assert make_params("x").repetition_penalty == 1.0
+    assert make_params("x", json_output=True).repetition_penalty == JSON_REPETITION_PENALTY
+    assert make_params("x", json_output=True, repetition_penalty=1.0).repetition_penalty == 1.0
