@@ -17,7 +17,7 @@ from typing import Any
 
 from .cache import Record, ResultCache
 from .config import Settings
-from .loaded import FileStamp, file_stamp
+from .file_memo import FileStamp, file_stamp
 
 _LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself stays)
 

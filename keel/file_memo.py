@@ -24,12 +24,20 @@ def _memo_file() -> Path:
     return settings().cache_dir / "file-memo.json"
 
 
+FileStamp = tuple[int, int]  # (size, mtime_ns): a file replaced in place gets a new one
+
+
+def file_stamp(path: Path | str) -> FileStamp:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _identity(kind: str, paths: Sequence[Path]) -> str:
     parts = [kind]
     for path in paths:
         name = os.path.abspath(path)
-        stat = os.stat(name)
-        parts.append(f"{name}|{stat.st_size}|{stat.st_mtime_ns}")
+        size, mtime = file_stamp(name)
+        parts.append(f"{name}|{size}|{mtime}")
     return "\n".join(parts)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .detok import StopMatcher, Utf8Assembler
+from .engine.context import Entry
 from .engine.llama import LlamaEngine
 from .errors import GenerationError
 from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
@@ -164,16 +165,22 @@ class Generation:
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         """What the sampler chooses from: the logits after the repetition controls and the
-        constraint mask. Should the controls leave no token the constraint allows, the
-        constraint wins (the output must stay valid)."""
+        constraint mask. Should the n-gram ban (the one control that forbids tokens) leave no
+        token the constraint allows, the constraint wins (the output must stay valid)."""
         penalties, constraint = self._penalties, self.constraint
         scores = penalties.apply(logits) if penalties.active else logits
         if constraint is None:
             return scores
         allowed = constraint.restrict(scores)
-        if scores is not logits and not np.isfinite(allowed).any():
+        if penalties.bans and not np.isfinite(allowed).any():
             allowed = constraint.restrict(logits)
         return allowed
+
+    def entry(self, slot: int) -> Entry:
+        """The batch row that decodes the pending token in `slot`."""
+        if self.pending is None:
+            raise GenerationError("no token is waiting to be decoded")
+        return self.pending, self.position, slot
 
     def decoded(self) -> None:
         """The pending token is in the KV now."""

@@ -6,7 +6,6 @@ so a fingerprint, and with it a cache lookup, never needs the engine.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -19,18 +18,12 @@ from .engine.context import ContextSettings
 from .engine.library import build_info
 from .engine.llama import LlamaEngine
 from .events import Fingerprint
+from .file_memo import FileStamp, file_stamp
 from .models import ModelLocation, model_sha256
 from .params import GenerationParams
 from .scheduler import Worker
 
 KEEL_VERSION = version("keel-text")
-
-FileStamp = tuple[int, int]  # (size, mtime_ns): a file replaced in place gets a new one
-
-
-def file_stamp(path: Path | str) -> FileStamp:
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,18 @@ class Penalties:
         self._params = params
         self._recent: deque[int] = deque(maxlen=params.repetition_context_size)
         self._counts: Counter[int] = Counter()
-        self._history: list[int] = []
+        self._history: list[int] = []  # kept for the n-gram ban only
         # n-gram ban: (n-1 tokens) -> the tokens that followed them
         self._followers: dict[tuple[int, ...], set[int]] = {}
 
     @property
     def active(self) -> bool:
         return self._params.penalized
+
+    @property
+    def bans(self) -> bool:
+        """Whether any token can be forbidden outright (the others only shift logits)."""
+        return self._params.no_repeat_ngram_size > 0
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         """The penalised logits (a new array; `logits` is untouched)."""
@@ -59,8 +64,10 @@ class Penalties:
         """Record a generated token."""
         self._recent.append(token)
         self._counts[token] += 1
-        self._history.append(token)
         n = self._params.no_repeat_ngram_size
-        if n and len(self._history) >= n:
+        if not n:
+            return
+        self._history.append(token)
+        if len(self._history) >= n:
             gram = self._history[len(self._history) - n :]
             self._followers.setdefault(tuple(gram[:-1]), set()).add(gram[-1])

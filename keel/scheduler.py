@@ -200,11 +200,7 @@ class Worker:
             generations = [active[slot].generation for slot in group]
             try:
                 self.engine.step_batch(
-                    [
-                        (gen.pending, gen.position, slot)
-                        for slot, gen in zip(group, generations, strict=True)
-                        if gen.pending is not None
-                    ]
+                    [gen.entry(slot) for slot, gen in zip(group, generations, strict=True)]
                 )
             except GenerationError as exc:
                 for slot, gen in zip(group, generations, strict=True):

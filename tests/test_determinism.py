@@ -1,11 +1,7 @@
 """Determinism as equivalences, on the real bundled models."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from fresh import generate_in_fresh_process
 
 import keel
 
@@ -32,18 +28,7 @@ def test_generate_equals_iter_equals_stream(model_name):
 def test_fresh_process_agrees(model_name):
     kwargs = dict(model=model_name, max_new_tokens=24, temperature=0.7, seed=11)
     here = keel.generate(PROMPT, **kwargs)
-    code = (
-        "import json, sys, keel; "
-        "print(json.dumps(keel.generate(sys.argv[1], **json.loads(sys.argv[2]))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, PROMPT, json.dumps(kwargs)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ.copy(),
-    )
-    assert json.loads(out.stdout) == here
+    assert generate_in_fresh_process(PROMPT, kwargs) == here
 
 
 def test_thread_count_does_not_change_output(model_name, monkeypatch):

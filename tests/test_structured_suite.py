@@ -1,10 +1,9 @@
 """Schemas as users write them (no size bounds) finish valid on both bundled models: a
 representative sample here, every schema and four settings in bench/structured_suite.py."""
 
-from pathlib import Path
-
 import jsonschema
 import pytest
+from fresh import generate_in_fresh_process
 from pydantic import TypeAdapter
 from schema_suite import CASES
 
@@ -41,10 +40,6 @@ def test_the_spec_example_gives_a_product_on_the_default_model():
 def test_budget_closed_output_is_the_same_everywhere(tmp_path):
     """A run that the budget closes (max_new_tokens below what the model would write) gives
     the same text repeated, streamed, from the cache, and in a fresh process."""
-    import json
-    import subprocess
-    import sys
-
     from keel.cache import configure_cache
 
     prompt, options = (
@@ -64,16 +59,7 @@ def test_budget_closed_output_is_the_same_everywhere(tmp_path):
         assert all(e.cached for e in events) and "".join(e.text for e in events) == text
     finally:
         configure_cache(reset=True)
-    code = (
-        "import json, sys; sys.path.insert(0, 'tests'); import keel;"
-        "from schema_suite import Product;"
-        "print(json.dumps(keel.generate(sys.argv[1], schema=Product, **json.loads(sys.argv[2]))))"
+    fresh = generate_in_fresh_process(
+        prompt, options, setup="from schema_suite import Product", extra=", schema=Product"
     )
-    fresh = subprocess.run(
-        [sys.executable, "-c", code, prompt, json.dumps(options)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parents[1],
-    )
-    assert json.loads(fresh.stdout) == text
+    assert fresh == text
