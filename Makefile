@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/server.py
+	$(PY) bench/remote.py
 
 clean:
 	rm -rf $(VENV)

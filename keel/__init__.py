@@ -26,12 +26,20 @@ from .errors import (
     ModelLoadError,
     ModelNotAvailableError,
     QueueFullError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteModelNotFoundError,
+    RemoteRateLimitError,
+    RemoteResponseError,
+    RemoteTimeoutError,
+    RemoteUnavailableError,
     StructuredOutputError,
     UnknownModelError,
+    UnsafeModeRequiredError,
 )
+from .events import KEEL_VERSION as __version__
 from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult
 from .handle import GenerationHandle
-from .loaded import KEEL_VERSION as __version__
 from .params import DEFAULT_SEED
 
 __all__ = [
@@ -49,8 +57,16 @@ __all__ = [
     "ModelLoadError",
     "ModelNotAvailableError",
     "QueueFullError",
+    "RemoteAuthError",
+    "RemoteError",
+    "RemoteModelNotFoundError",
+    "RemoteRateLimitError",
+    "RemoteResponseError",
+    "RemoteTimeoutError",
+    "RemoteUnavailableError",
     "StructuredOutputError",
     "UnknownModelError",
+    "UnsafeModeRequiredError",
     "__version__",
     "agenerate",
     "agenerate_iter",

@@ -12,20 +12,21 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
+from . import remote
 from .cache import Recorder, cache_key, result_cache
 from .call_memo import CallMemo
 from .config import settings
 from .engine import fallback
 from .errors import GenerationError, InvalidParameterError, ModelNotAvailableError, warn_caller
-from .events import FinishReason, GenerationResponse, GenerationResult
+from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult
 from .generation import Generation
 from .handle import Check, GenerationHandle
 from .loaded import LoadedModel, ModelIdentity, fallback_fingerprint, identify, load, load_location
 from .models import resolve_model
-from .params import DEFAULT_SEED, default, docstring_section, make_params
+from .params import DEFAULT_SEED, GenerationParams, default, docstring_section, make_params
 from .prompt import prepare_prompt
 from .sources import EventSource, Precomputed
-from .structured import ConstraintKind, build_constraint, open_session
+from .structured import Constraint, ConstraintKind, build_constraint, open_session
 
 _LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
@@ -43,6 +44,7 @@ class _ModelAndSampling(TypedDict, total=False):
     response_format: dict[str, Any] | None
     reasoning: bool
     unsafe_mode: bool
+    base_url: str | None
     top_k: int
     top_p: float
     min_p: float
@@ -87,15 +89,16 @@ class _ShapedOptions(_ModelAndSampling, _Length, total=False):
 @dataclass(frozen=True)
 class _Prepared:
     handle: GenerationHandle
-    identity: ModelIdentity | None  # None for stand-in text
+    local_model: ModelIdentity | None  # whose file the call memo checks; None: remote
 
 
 def _prepare(options: dict[str, Any]) -> _Prepared:
     """Validate everything, compile any constraint and find the model now, so bad input
     fails at call time, before the caller starts iterating. A cache hit is replayed
-    without loading the model; otherwise the job goes to the model's worker."""
-    if options.pop("unsafe_mode", False):
-        raise NotImplementedError("unsafe_mode (remote backends) is not available yet")
+    without loading the model (or asking the remote server); otherwise the job goes to
+    the model's worker, or the request to the remote server."""
+    unsafe_mode = options.pop("unsafe_mode", False)
+    base_url = options.pop("base_url", None)
     use_cache = options.pop("cache", True)
     if not isinstance(use_cache, bool):
         raise InvalidParameterError(f"cache must be bool, got {use_cache!r}")
@@ -103,6 +106,18 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
+    current = settings()
+    if remote.is_remote(location["model"]):
+        call = remote.plan(location, base_url, unsafe_mode, constraint, options, current)
+        _warn_if_seed_unused(call.params.seed, call.params.temperature)
+        handle = _started(
+            call.params, call.fingerprint, use_cache, constraint, lambda: remote.RemoteSource(call)
+        )
+        return _Prepared(handle, None)
+    if base_url is not None:
+        raise InvalidParameterError("base_url is for remote models ('provider:name') only")
+    if not isinstance(unsafe_mode, bool):
+        raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
     params = make_params(
         constraint=constraint.key if constraint else "",
         json_output=constraint is not None and constraint.kind is ConstraintKind.JSON,
@@ -111,7 +126,7 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     try:
         identity = identify(resolve_model(**location))
     except ModelNotAvailableError:
-        if constraint is not None or not settings().allow_fallback:
+        if constraint is not None or not current.allow_fallback:
             raise  # stand-in text could never satisfy a constraint
         fingerprint = fallback_fingerprint(params)
         stand_in = Precomputed(fallback.run(params, fingerprint))
@@ -120,7 +135,29 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         )
         return _Prepared(handle, None)
     _warn_if_seed_unused(params.seed, params.temperature)  # the stand-in text uses seeds
-    fingerprint = identity.fingerprint(params)
+
+    def start() -> EventSource:
+        loaded = load(identity)
+        session = open_session(loaded.engine, constraint) if constraint else None
+        if session is not None:
+            session.require_budget(params.max_new_tokens)
+        prompt = prepare_prompt(loaded.engine, params)
+        return loaded.worker.submit(
+            Generation(loaded.engine, prompt, params, identity.fingerprint(params), session)
+        )
+
+    handle = _started(params, identity.fingerprint(params), use_cache, constraint, start)
+    return _Prepared(handle, identity)
+
+
+def _started(
+    params: GenerationParams,
+    fingerprint: Fingerprint,
+    use_cache: bool,
+    constraint: Constraint | None,
+    start: Callable[[], EventSource],
+) -> GenerationHandle:
+    """Replay the cached result, or start() the generation and record it once complete."""
     cache = result_cache() if use_cache else None
     key = cache_key(fingerprint, params.input_text) if cache else None
     record = cache.get(key) if cache and key else None
@@ -129,17 +166,10 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     if record is not None:
         source = Precomputed(record.replay(), record.result)
     else:
-        loaded = load(identity)
-        session = open_session(loaded.engine, constraint) if constraint else None
-        if session is not None:
-            session.require_budget(params.max_new_tokens)
-        prompt = prepare_prompt(loaded.engine, params)
-        source = loaded.worker.submit(
-            Generation(loaded.engine, prompt, params, fingerprint, session)
-        )
+        source = start()
         if cache and key:
             checks.append(Recorder(lambda done: cache.put(key, done)))
-    handle = GenerationHandle(
+    return GenerationHandle(
         source,
         params.logprobs,
         checks=checks,
@@ -147,7 +177,6 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         fingerprint=fingerprint,
         cache_key=key,
     )
-    return _Prepared(handle, identity)
 
 
 def _warn_if_seed_unused(seed: Any, temperature: Any) -> None:
@@ -181,6 +210,7 @@ def generate(
     response_format: dict[str, Any] | None = default("response_format"),
     unsafe_mode: bool = default("unsafe_mode"),
     *,
+    base_url: str | None = default("base_url"),
     messages: Sequence[dict[str, str]] | None = default("messages"),
     top_k: int = default("top_k"),
     top_p: float = default("top_p"),
@@ -213,9 +243,8 @@ def generate(
         options["logprobs"] = options.pop("return_logprobs")
         prepared = _prepare(options)
         result = prepared.handle.result()
-        identity = prepared.identity
-        if call and prepared.handle.cache_key and identity:
-            _calls.note(call, prepared.handle.cache_key, identity.path, identity.stamp)
+        if call and prepared.handle.cache_key:
+            _calls.note(call, prepared.handle.cache_key, prepared.local_model)
         text, logprobs = result.text, result.logprobs_dict()
     return (text, logprobs) if return_logprobs else text
 
@@ -369,7 +398,8 @@ def preload_models(
 
 _COMMON = [
     "max_new_tokens", "eos_string", "model", "model_repo", "model_filename", "size", "seed",
-    "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "top_k",
+    "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "base_url",
+    "top_k",
     "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
     "repetition_penalty", "repetition_context_size", "presence_penalty", "frequency_penalty",
     "no_repeat_ngram_size",

@@ -3,8 +3,9 @@ cache record, skipping validation, model resolution and hashing the fingerprint.
 
 It is only an index into the result cache, so it must never answer where the full path
 would answer differently: the key holds every argument and the whole settings snapshot
-(so no result-relevant setting is listed by hand), and a hit is dropped when the model
-file at the remembered path has changed since (replaced in place, e.g. a new download).
+(so no result-relevant setting is listed by hand, remote base URLs included), and a hit
+is dropped when a local model's file has changed since (replaced in place, e.g. a new
+download). A remote model's identity is all in the key.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .cache import Record, ResultCache
 from .config import Settings
 from .file_memo import FileStamp, file_stamp
+from .loaded import ModelIdentity
 
 _LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself stays)
 
@@ -25,8 +26,8 @@ _LIMIT = 4096  # remembered calls; cleared wholesale when full (the cache itself
 @dataclass(frozen=True)
 class _Noted:
     key: str  # the result cache key
-    path: str  # the model file, as a str: os.stat takes it without conversion
-    stamp: FileStamp
+    path: str | None  # the local model file (a str: os.stat takes it as is); None: remote
+    stamp: FileStamp | None
 
 
 class CallMemo:
@@ -58,7 +59,7 @@ class CallMemo:
         if noted is None:
             return None
         try:
-            unchanged = file_stamp(noted.path) == noted.stamp
+            unchanged = noted.path is None or file_stamp(noted.path) == noted.stamp
         except OSError:
             unchanged = False
         if not unchanged:
@@ -67,8 +68,11 @@ class CallMemo:
             return None
         return store.recent(noted.key)
 
-    def note(self, call: tuple[Any, ...], key: str, path: Path, stamp: FileStamp) -> None:
+    def note(self, call: tuple[Any, ...], key: str, model: ModelIdentity | None) -> None:
+        """Remember a call's cache key; `model` is the local model (None for a remote one,
+        whose identity is all in the key)."""
+        noted = _Noted(key, str(model.path), model.stamp) if model else _Noted(key, None, None)
         with self._lock:
             if len(self._calls) >= _LIMIT:
                 self._calls.clear()
-            self._calls[call] = _Noted(key, str(path), stamp)
+            self._calls[call] = noted

@@ -59,6 +59,8 @@ def sampling_options(command: F) -> F:
         _parameter("frequency_penalty", type=float),
         _parameter("no_repeat_ngram_size", type=int),
         _parameter("model"),
+        _parameter("base_url"),
+        _parameter("unsafe_mode", is_flag=True),
         _parameter("size"),
         MODEL_REPO,
         MODEL_FILENAME,
@@ -141,7 +143,7 @@ def stream_to_stdout(prompt: str, **options: Any) -> None:
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
             result = handle.result()
-    except (KeelError, NotImplementedError) as exc:
+    except KeelError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(summary(result, last), ensure_ascii=False))
@@ -360,6 +362,12 @@ def models_preload(names: tuple[str, ...]) -> None:
 @click.option("--max-tokens", type=int, default=None, help="Most new tokens per request.")
 @click.option("--max-prompt-chars", type=int, default=None, help="Longest prompt accepted.")
 @click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
+@click.option(
+    "--unsafe-mode",
+    is_flag=True,
+    default=None,
+    help="Allow serving a best-effort remote model (e.g. --model openai:gpt-4o-mini).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @_errors_as_one_line
 def serve(
@@ -370,6 +378,7 @@ def serve(
     max_tokens: int | None,
     max_prompt_chars: int | None,
     max_body_bytes: int | None,
+    unsafe_mode: bool | None,
     log_level: str,
 ) -> None:
     """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
@@ -383,5 +392,6 @@ def serve(
         max_tokens=max_tokens,
         max_prompt_chars=max_prompt_chars,
         max_body_bytes=max_body_bytes,
+        unsafe_mode=unsafe_mode,
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

@@ -17,9 +17,20 @@ import psutil
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-# Every variable that goes into Settings; KEEL_THREADS and KEEL_API_KEY are read apart
+# Where each remote provider is, when not at its default address (keel.remote.providers
+# names these); part of Settings, because they decide which server answers.
+REMOTE_URL_VARIABLES = (
+    "OPENAI_BASE_URL",
+    "OPENROUTER_BASE_URL",
+    "CEREBRAS_BASE_URL",
+    "VLLM_BASE_URL",
+    "LLAMACPP_BASE_URL",
+    "KEEL_REMOTE_URL",
+)
+# Every variable that goes into Settings; KEEL_THREADS and API keys are read apart
 # (counting cores is slow, and a secret has no place in a hashable snapshot).
 _VARIABLES = (
+    *REMOTE_URL_VARIABLES,
     "KEEL_CACHE_DIR",
     "KEEL_N_CTX",
     "KEEL_SLOTS",
@@ -29,6 +40,10 @@ _VARIABLES = (
     "KEEL_VERBOSE",
     "KEEL_CACHE",
     "KEEL_CACHE_MAX_MB",
+    "KEEL_UNSAFE_MODE",
+    "KEEL_REMOTE_RETRIES",
+    "KEEL_REMOTE_CONNECT_TIMEOUT",
+    "KEEL_REMOTE_READ_TIMEOUT",
 )
 DEFAULT_CACHE_MAX_BYTES = 256 * 2**20
 
@@ -44,6 +59,14 @@ class Settings:
     verbose: bool
     cache_enabled: bool
     cache_max_bytes: int
+    unsafe_mode: bool  # best-effort remote backends allowed without asking per call
+    remote_urls: tuple[tuple[str, str], ...]  # (variable, URL) for those that are set
+    remote_retries: int  # further attempts after a 429, 5xx, timeout or lost connection
+    remote_connect_timeout: float  # seconds
+    remote_read_timeout: float  # seconds to wait for the next piece of an answer
+
+    def remote_url(self, variable: str) -> str | None:
+        return dict(self.remote_urls).get(variable)
 
 
 def _flag(raw: str | None, default: bool = False) -> bool:
@@ -69,6 +92,21 @@ def _positive(name: str, raw: str | None, default: int, kind: type[int | float] 
     if not value > 0:
         raise ValueError(f"{name} must be a positive {what}, got {raw!r}")
     return int(value) if kind is int else int(value * 2**20)
+
+
+def _at_least(name: str, raw: str | None, default: float, kind: type, low: float) -> float:
+    """A number from the environment: `kind` (int or float), >= low (> low for floats)."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    valid = value is not None and (value >= low if kind is int else low < value < float("inf"))
+    if not valid:
+        what = f"an integer >= {low:g}" if kind is int else f"a number > {low:g}"
+        raise ValueError(f"{name} must be {what}, got {raw!r}")
+    return float(value) if kind is float else int(value)
 
 
 @cache
@@ -109,6 +147,17 @@ def _settings_from(raw: tuple[str | bytes | None, ...]) -> Settings:
         cache_max_bytes=_positive(
             "KEEL_CACHE_MAX_MB", env["KEEL_CACHE_MAX_MB"], DEFAULT_CACHE_MAX_BYTES, float
         ),
+        unsafe_mode=_flag(env["KEEL_UNSAFE_MODE"]),
+        remote_urls=tuple(
+            (name, url) for name in REMOTE_URL_VARIABLES if (url := (env[name] or "").strip())
+        ),
+        remote_retries=int(_at_least("KEEL_REMOTE_RETRIES", env["KEEL_REMOTE_RETRIES"], 2, int, 0)),
+        remote_connect_timeout=_at_least(
+            "KEEL_REMOTE_CONNECT_TIMEOUT", env["KEEL_REMOTE_CONNECT_TIMEOUT"], 10.0, float, 0
+        ),
+        remote_read_timeout=_at_least(
+            "KEEL_REMOTE_READ_TIMEOUT", env["KEEL_REMOTE_READ_TIMEOUT"], 120.0, float, 0
+        ),
     )
 
 
@@ -132,3 +181,9 @@ def thread_count() -> int:
 def api_key() -> str | None:
     """The Bearer key `keel serve` requires (KEEL_API_KEY), if any."""
     return os.environ.get("KEEL_API_KEY") or None
+
+
+def secret(variable: str) -> str | None:
+    """A remote provider's API key (e.g. OPENAI_API_KEY), read when a request is sent and
+    never kept in Settings, so it cannot reach a cache key, a fingerprint or a log."""
+    return (os.environ.get(variable) or "").strip() or None

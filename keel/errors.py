@@ -31,6 +31,52 @@ class GenerationError(KeelError):
     """The engine failed during prefill or decode."""
 
 
+class UnsafeModeRequiredError(InvalidParameterError):
+    """A best-effort remote backend was asked for without opting in to its weaker
+    guarantee (unsafe_mode=True or KEEL_UNSAFE_MODE=1)."""
+
+
+class RemoteError(KeelError):
+    """A remote backend failed. `provider` and `status` (HTTP status, when there was a
+    response) say where; the message never contains the API key."""
+
+    def __init__(self, message: str, provider: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+
+
+class RemoteAuthError(RemoteError):
+    """No API key was configured, or the server refused it (401/403)."""
+
+
+class RemoteModelNotFoundError(RemoteError):
+    """The server does not know the model (404)."""
+
+
+class RemoteRateLimitError(RemoteError):
+    """Still rate limited (429) after the configured retries; `retry_after` is the
+    server's hint in seconds, when it gave one."""
+
+    def __init__(self, message: str, provider: str, retry_after: float | None) -> None:
+        super().__init__(message, provider, 429)
+        self.retry_after = retry_after
+
+
+class RemoteTimeoutError(RemoteError):
+    """Connecting, or waiting for the next piece of the answer, took longer than allowed."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """The server could not be reached (connection refused, DNS) or failed (5xx)."""
+
+
+class RemoteResponseError(RemoteError):
+    """The server answered with something keel cannot use: a malformed body, a stream
+    that ended without a finish reason, a rejected request (4xx), or (for keel servers)
+    a fingerprint that does not match what was asked for."""
+
+
 class KeelWarning(UserWarning):
     """Something was adjusted on the caller's behalf (e.g. a truncated prompt)."""
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.metadata import version
 from typing import Any
 
 from .sampling import TokenLogprob
@@ -21,6 +22,7 @@ class FinishReason(StrEnum):
     ERROR = "error"
 
 
+KEEL_VERSION = version("keel-text")  # in every fingerprint
 NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, engine error)
 
 # The runs that finished by themselves: cacheable, and "completed normally" on the server.
@@ -34,6 +36,13 @@ class Fingerprint:
 
     details: dict[str, Any] = field(compare=False, hash=False)
     digest: str = ""
+
+    @property
+    def tier(self) -> str:
+        """ "exact" where keel decided the output (here, or a keel server whose fingerprint
+        was checked); "best-effort" for other remote backends, steady only through the cache."""
+        remote = self.details.get("remote")
+        return str(remote["tier"]) if isinstance(remote, dict) else "exact"
 
     @classmethod
     def of(cls, details: dict[str, Any]) -> Fingerprint:

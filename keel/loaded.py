@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,11 @@ from .engine.batching import proven_batch_sizes
 from .engine.context import ContextSettings
 from .engine.library import build_info
 from .engine.llama import LlamaEngine
-from .events import Fingerprint
+from .events import KEEL_VERSION, Fingerprint
 from .file_memo import FileStamp, file_stamp
 from .models import ModelLocation, model_sha256
 from .params import GenerationParams
 from .scheduler import Worker
-
-KEEL_VERSION = version("keel-text")
 
 
 @dataclass(frozen=True)

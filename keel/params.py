@@ -82,7 +82,8 @@ PARAMETERS: dict[str, Parameter] = {
             "model",
             None,
             "`None` → `smollm2-135m`",
-            "registry name or a path to a `.gguf` file",
+            "registry name, a path to a `.gguf` file, or a remote `provider:name` "
+            "(`openai:`, `openrouter:`, `cerebras:`, `vllm:`, `llamacpp:`, `keel:`)",
         ),
         Parameter(
             "model_repo",
@@ -199,7 +200,14 @@ PARAMETERS: dict[str, Parameter] = {
             "unsafe_mode",
             False,
             "`False`",
-            "remote backends: raises `NotImplementedError` until they land",
+            "allow best-effort remote backends (all but `keel:`); or `KEEL_UNSAFE_MODE=1`",
+        ),
+        Parameter(
+            "base_url",
+            None,
+            "`None`",
+            "a remote model's server, e.g. `http://host:8000/v1` (default: the provider's "
+            "own, or its `*_BASE_URL` / `KEEL_REMOTE_URL`)",
         ),
     )
 }

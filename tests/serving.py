@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -35,3 +40,63 @@ def running_server(config: ServerConfig, wait_healthy: bool = True):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server_process(command: list[str], health_url: str, env: dict | None = None):
+    """Run a server in its own process until `health_url` answers 200; stop it after."""
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert process.poll() is None, f"server exited: {process.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "server did not become healthy"
+            try:
+                if httpx.get(health_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextmanager
+def keel_serve(*arguments: str, env: dict | None = None):
+    """`keel serve` as a user starts it, in its own process; yields its root URL."""
+    port = free_port()
+    keel = str(Path(sys.executable).with_name("keel"))
+    command = [keel, "serve", "--port", str(port), "--log-level", "warning", *arguments]
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, f"{url}/health", env):
+        yield url
+
+
+@contextmanager
+def llama_cpp_server(model_path: str, alias: str):
+    """llama-cpp-python's own OpenAI-compatible server; yields its /v1 URL."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", alias,
+        "--port", str(port), "--n_ctx", "2048", "--verbose", "False",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, f"{url}/v1/models"):
+        yield f"{url}/v1"

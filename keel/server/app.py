@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from ..loaded import load_location
 from ..models import resolve_model
+from ..remote import is_remote
 from . import errors, native, openai_api, ops
 from .config import ServerConfig
 from .gateway import Gateway
@@ -36,7 +37,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _load_in_background(app, config.model)
+        if is_remote(config.model):
+            app.state.loading = {"status": "ok"}  # a remote model has nothing to load
+        else:
+            _load_in_background(app, config.model)
         yield
 
     app = FastAPI(

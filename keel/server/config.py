@@ -17,6 +17,7 @@ class ServerConfig:
     max_tokens: int = 2048  # the most new tokens one request may ask for
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0  # SSE comment interval on idle streams
+    unsafe_mode: bool = False  # may serve a best-effort remote model (or KEEL_UNSAFE_MODE=1)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServerConfig:

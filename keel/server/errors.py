@@ -22,6 +22,9 @@ from ..errors import (
     KeelError,
     ModelNotAvailableError,
     QueueFullError,
+    RemoteError,
+    RemoteRateLimitError,
+    RemoteTimeoutError,
     StructuredOutputError,
     UnknownModelError,
 )
@@ -58,6 +61,10 @@ def error_json(
 # InvalidParameterError and a StructuredOutputError.
 _STATUS = (
     (QueueFullError, 429, "rate_limit_error", "queue_full"),
+    # A proxied remote model's failures: the upstream server's, not the client's.
+    (RemoteRateLimitError, 429, "rate_limit_error", "upstream_rate_limited"),
+    (RemoteTimeoutError, 504, "server_error", "upstream_timeout"),
+    (RemoteError, 502, "server_error", "upstream_error"),
     (UnknownModelError, 404, "invalid_request_error", "model_not_found"),
     (InvalidConstraintError, 400, "invalid_request_error", "invalid_constraint"),
     (StructuredOutputError, 422, "invalid_request_error", "structured_output_failed"),
@@ -86,7 +93,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Unknown model"),
         (413, "Request body too large"),
         (422, "Structured output could not be produced within the limits"),
-        (429, "Queue full; retry after the Retry-After seconds"),
+        (429, "Queue full (or a proxied remote model rate limited); retry after Retry-After"),
+        (502, "A proxied remote model's server failed or refused"),
+        (504, "A proxied remote model's server timed out"),
     )
 }
 
@@ -94,8 +103,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _keel_error(_request: Request, exc: KeelError) -> JSONResponse:
     status, kind, code = describe(exc)
     response = error_json(status, str(exc), kind, code)
-    if isinstance(exc, QueueFullError):
-        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    retry_after = getattr(exc, "retry_after", None)  # a full queue, or the upstream's hint
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
 
 

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import start_generation
+from ..config import settings
 from ..errors import UnknownModelError
 from ..events import FinishReason, GenerationResponse, GenerationResult
 from ..handle import GenerationHandle
 from ..models import REGISTRY, resolve_model
 from ..params import DEFAULT_MAX_NEW_TOKENS
+from ..remote.target import is_remote, remote_target, require_opt_in
 from .config import ServerConfig
 from .errors import RequestError
 from .metrics import Metrics
@@ -30,21 +32,36 @@ class Gateway:
     def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self.served = resolve_model(config.model).name  # the id /v1/models lists
+        self.served = self._served(config)  # the id /v1/models lists
 
-    def location(self, model: str | None, size: str | None = None) -> dict[str, str]:
+    @staticmethod
+    def _served(config: ServerConfig) -> str:
+        """The served model's name; a remote one is checked now, so a server that could
+        never answer (no opt-in for a best-effort backend, no URL) does not start."""
+        if not is_remote(config.model):
+            return resolve_model(config.model).name
+        target = remote_target(config.model, None, settings())
+        require_opt_in(target, config.unsafe_mode, settings())
+        return config.model
+
+    def location(self, model: str | None, size: str | None = None) -> dict[str, Any]:
         """Library location options for a request's model name. Clients may name the
         served model or a registry model, never a file path."""
         if model is None:
-            return {"size": size} if size is not None else {"model": self.config.model}
+            return {"size": size} if size is not None else self._served_location()
         if size is not None:
             return {"model": model, "size": size}  # keel rejects the pair with a clear error
         if model == self.served:
-            return {"model": self.config.model}
+            return self._served_location()
         if model in REGISTRY:
             return {"model": model}
         known = ", ".join(sorted({self.served, *REGISTRY}))
         raise UnknownModelError(f"unknown model {model!r}; this server has: {known}")
+
+    def _served_location(self) -> dict[str, Any]:
+        if is_remote(self.config.model):  # only the operator's own choice is proxied
+            return {"model": self.config.model, "unsafe_mode": self.config.unsafe_mode}
+        return {"model": self.config.model}
 
     def max_tokens(self, prompt: str, requested: int | None) -> int:
         """The operator's limits: prompt length, and how many new tokens may be asked for."""

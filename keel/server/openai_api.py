@@ -64,8 +64,27 @@ def _common(
         "stop": body.stop,
         "max_new_tokens": gateway.max_tokens(prompt_text, max_tokens),
         "response_format": _response_format(body),
+        "top_k": body.top_k,
+        "min_p": body.min_p,
+        "repetition_context_size": body.repetition_context_size,
+        "no_repeat_ngram_size": body.no_repeat_ngram_size,
+        "eos_string": body.eos_string,
+        "reasoning": body.reasoning,
+        **_structured_outputs(body),
         **gateway.location(body.model),
     }
+
+
+def _structured_outputs(body: OpenAIRequest) -> dict[str, Any]:
+    outputs = body.structured_outputs
+    if outputs is None:
+        return {}
+    given = {
+        "schema": outputs.json_schema,
+        "regex": outputs.regex,
+        "choices": outputs.choice,
+    }
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _usage(last: GenerationResponse | None) -> dict[str, int]:
@@ -111,6 +130,16 @@ def _completion_logprobs(entries: Iterable[TokenLogprob], offset: int = 0) -> di
     }
 
 
+def _extension(last: GenerationResponse) -> dict[str, Any]:
+    """What a keel client checks (the full fingerprint) and what OpenAI's shape loses (a
+    stop string is "stop" there)."""
+    return {
+        "finish_reason": last.finish_reason,
+        "stop_string": last.stop_string,
+        "fingerprint": last.fingerprint.details if last.fingerprint else None,
+    }
+
+
 def _envelope(kind: str, model: str, fingerprint: Fingerprint | None) -> dict[str, Any]:
     return {
         "id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}",
@@ -134,7 +163,9 @@ async def _stream(
     tags = JsonTagFilter() if json_mode else None
     offset = 0
 
-    def chunk(text: str, entry: TokenLogprob | None, finish: str | None) -> dict[str, str]:
+    def chunk(
+        text: str, entry: TokenLogprob | None, finish: str | None, final: dict[str, Any]
+    ) -> dict[str, str]:
         nonlocal offset
         if chat:
             delta = {"content": text} if text or finish is None else {}
@@ -144,7 +175,7 @@ async def _stream(
             logprobs = _completion_logprobs([entry], offset) if entry else None
             choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
         offset += len(text)
-        return {"data": json.dumps({**head, "choices": [choice], **extra})}
+        return {"data": json.dumps({**head, "choices": [choice], **extra, **final})}
 
     if chat:
         first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
@@ -159,7 +190,8 @@ async def _stream(
             if event.finish_reason == FinishReason.ERROR:
                 raise KeelError(event.error or "generation failed")
             if text or entry or finish:
-                yield chunk(text, entry, finish)
+                final = {"keel": _extension(event)} if finish else {}
+                yield chunk(text, entry, finish, final)
     except KeelError as exc:
         status, kind, code = describe(exc)
         error = {"message": str(exc), "type": kind, "code": code, "status": status}
@@ -209,7 +241,11 @@ async def _respond(
         **_envelope(kind, model, result.fingerprint),
         "choices": [choice],
         "usage": _usage(outcome.last),
-        "keel": {"token_ids": list(result.tokens), "stats": stats(outcome.last)},
+        "keel": {
+            "token_ids": list(result.tokens),
+            "stats": stats(outcome.last),
+            **(_extension(outcome.last) if outcome.last else {}),
+        },
     }
 
 

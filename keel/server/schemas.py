@@ -18,7 +18,21 @@ def _field(name: str, **extra: Any) -> Any:
     return Field(spec.default, description=spec.doc, **extra)
 
 
-class GenerateRequest(BaseModel):
+class KeelControls(BaseModel):
+    """keel's controls beyond OpenAI's: on the native route, and on the OpenAI-compatible
+    ones (where vLLM and llama.cpp take top_k, min_p and repetition_penalty by the same
+    names, and a keel: client sends them all, so a remote run decodes as a local one)."""
+
+    eos_string: str = _field("eos_string")
+    top_k: int = _field("top_k")
+    min_p: float = _field("min_p")
+    repetition_penalty: float | None = _field("repetition_penalty")
+    repetition_context_size: int = _field("repetition_context_size")
+    no_repeat_ngram_size: int = _field("no_repeat_ngram_size")
+    reasoning: bool = _field("reasoning")
+
+
+class GenerateRequest(KeelControls):
     """Native request: the parameters of keel.generate()."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -27,20 +41,14 @@ class GenerateRequest(BaseModel):
     max_new_tokens: int | None = _field(
         "max_new_tokens", validation_alias=AliasChoices("max_new_tokens", "max_tokens")
     )
-    eos_string: str = _field("eos_string")
     model: str | None = _field("model")
     size: str | None = _field("size")
     seed: int = _field("seed")
     temperature: float = _field("temperature")
-    top_k: int = _field("top_k")
     top_p: float = _field("top_p")
-    min_p: float = _field("min_p")
     stop: Stop = _field("stop")
-    repetition_penalty: float | None = _field("repetition_penalty")
-    repetition_context_size: int = _field("repetition_context_size")
     presence_penalty: float = _field("presence_penalty")
     frequency_penalty: float = _field("frequency_penalty")
-    no_repeat_ngram_size: int = _field("no_repeat_ngram_size")
     logprobs: bool = Field(False, description="per-token log-probabilities")
     top_logprobs: int = _field("top_logprobs")
     raw: bool = _field("raw")
@@ -52,7 +60,6 @@ class GenerateRequest(BaseModel):
     regex: str | None = _field("regex")
     choices: list[str] | None = _field("choices")
     response_format: dict[str, Any] | None = _field("response_format")
-    reasoning: bool = _field("reasoning")
     cache: bool = _field("cache")
 
 
@@ -67,7 +74,18 @@ class ResponseFormat(BaseModel):
     json_schema: dict[str, Any] | None = None
 
 
-class OpenAIRequest(BaseModel):
+class StructuredOutputs(BaseModel):
+    """vLLM's `structured_outputs`: one of a JSON Schema, a regex or a list of choices.
+    Unlike response_format, the answer keeps keel's <json-output> tags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    json_schema: dict[str, Any] | None = Field(None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+
+
+class OpenAIRequest(KeelControls):
     """What /v1/completions and /v1/chat/completions share. Sampling defaults are keel's
     (temperature 0), so an omitted field gives the same text as the library."""
 
@@ -85,8 +103,7 @@ class OpenAIRequest(BaseModel):
     response_format: ResponseFormat | None = None
     presence_penalty: float = _field("presence_penalty")
     frequency_penalty: float = _field("frequency_penalty")
-    # Not in OpenAI's API, but accepted by vLLM and llama.cpp's server under this name.
-    repetition_penalty: float | None = _field("repetition_penalty")
+    structured_outputs: StructuredOutputs | None = None
 
 
 class CompletionRequest(OpenAIRequest):

@@ -13,7 +13,7 @@ LAYERS = [
     ["keel.handle", "keel.sources", "keel.call_memo"],
     ["keel.cache"],
     ["keel.loaded"],
-    ["keel.scheduler", "keel.channel"],
+    ["keel.scheduler", "keel.channel", "keel.remote"],
     ["keel.generation", "keel.prompt"],
     ["keel.structured"],
     ["keel.engine"],

@@ -50,6 +50,6 @@ def test_errors_are_raised_at_call_time_for_streams():
         keel.stream_generate("hi", temperature=-1)
 
 
-def test_unsafe_mode_not_built_yet():
-    with pytest.raises(NotImplementedError, match="unsafe_mode"):
-        keel.generate("hi", unsafe_mode=True)
+def test_unsafe_mode_is_a_bool_and_a_no_op_for_local_models():
+    with pytest.raises(InvalidParameterError, match="unsafe_mode"):
+        keel.generate("hi", unsafe_mode="yes")
