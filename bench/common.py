@@ -1,10 +1,18 @@
 """Shared by the benchmarks: the llama-cpp-python baseline with keel's context settings,
-and interleaved timing with medians."""
+runners in processes of their own, and interleaved timing with medians.
+
+Two llama.cpp contexts in one process disturb each other (each calling thread has its own
+OpenMP team), so a ratio between runners sharing a process can look perfect while every
+absolute figure is slowed alike. Every runner therefore lives in its own process, loads
+only what it measures, and waits idle (no CPU) while the others run."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -68,3 +76,57 @@ def interleaved(runs: dict[str, Run], repeats: int) -> list[tuple[str, float, fl
         )
         for name, values in rates.items()
     ]
+
+
+class RunnerProcess:
+    """`python SCRIPT --runner NAME ARGS...` kept alive: each call is one run in that
+    process, answered as a JSON line (rate, tokens). See serve_runner()."""
+
+    def __init__(self, script: str, name: str, *args: str) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, script, "--runner", name, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+
+    def __call__(self) -> tuple[float, int]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("run\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"runner exited with {self._process.wait()}")
+        rate, tokens = json.loads(line)
+        return rate, tokens
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
+
+
+def serve_runner(run: Run) -> None:
+    """The runner's side: one run per line on stdin, its result on stdout."""
+    for _ in sys.stdin:
+        print(json.dumps(run()), flush=True)
+
+
+def runner_arguments() -> list[str] | None:
+    """[NAME, ARGS...] when this process was started as a runner, else None."""
+    if len(sys.argv) >= 3 and sys.argv[1] == "--runner":
+        return sys.argv[2:]
+    return None
+
+
+def interleaved_processes(
+    script: str, runners: dict[str, list[str]], repeats: int
+) -> list[tuple[str, float, float, int]]:
+    """interleaved() over runners that each live in their own process."""
+    processes = {label: RunnerProcess(script, *args) for label, args in runners.items()}
+    try:
+        return interleaved(dict(processes), repeats)
+    finally:
+        for process in processes.values():
+            process.close()

@@ -1,8 +1,10 @@
 """Decode speed: keel.generate vs llama-cpp-python's Llama.__call__ vs a bare argmax loop.
 
 All three use the same GGUF, 2 threads, n_ctx 2048, n_batch = n_ubatch = 512, f16 KV and no
-flash attention, the same raw prompt, greedy, 128 new tokens. Runs are interleaved in a
-rotating order, after one warm-up each, and the median of REPEATS is reported.
+flash attention, the same raw prompt, greedy, 128 new tokens. Each runner lives in its own
+process (bench/common.py says why); runs are interleaved in a rotating order, after one
+warm-up each, and the median of REPEATS is reported. The bare loop (argmax over keel's
+engine, no sampler, no events) is the limit row.
 
 Usage: python bench/decode.py   (BENCH_REPEATS=N to change the repeat count)
 """
@@ -12,7 +14,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from common import baseline_llama, generation_environment, interleaved, rate_of
+from common import (
+    Run,
+    baseline_llama,
+    generation_environment,
+    interleaved_processes,
+    rate_of,
+    runner_arguments,
+    serve_runner,
+)
 from llama_cpp import Llama
 
 import keel
@@ -63,16 +73,33 @@ def bare_run(model: str) -> int:
     return NEW_TOKENS
 
 
+def runner(name: str, model: str) -> Run:
+    """One runner, built in its own process (only its model is loaded there)."""
+    if name == "bare":
+        return lambda: rate_of(lambda: bare_run(model))
+    if name == "llama-cpp-python":
+        llm = baseline_llama(model)
+        return lambda: rate_of(lambda: llama_cpp_run(llm))
+    temperature, options = {
+        "keel T=0": (0.0, {}),
+        "keel T=0.7": (0.7, {}),
+        "keel T=0.7 + penalties": (0.7, PENALTIES),
+    }[name]
+    return lambda: rate_of(lambda: keel_run(model, temperature, **options))
+
+
+RUNNERS = {
+    "bare argmax loop": "bare",
+    "keel generate T=0": "keel T=0",
+    "llama-cpp-python Llama()": "llama-cpp-python",
+    "keel generate T=0.7": "keel T=0.7",
+    "keel T=0.7 + penalties": "keel T=0.7 + penalties",
+}
+
+
 def bench_model(model: str) -> list[tuple[str, float, float, int]]:
-    llm = baseline_llama(model)
-    runs = {
-        "bare argmax loop": lambda: rate_of(lambda: bare_run(model)),
-        "keel generate T=0": lambda: rate_of(lambda: keel_run(model, 0.0)),
-        "llama-cpp-python Llama()": lambda: rate_of(lambda: llama_cpp_run(llm)),
-        "keel generate T=0.7": lambda: rate_of(lambda: keel_run(model, 0.7)),
-        "keel T=0.7 + penalties": lambda: rate_of(lambda: keel_run(model, 0.7, **PENALTIES)),
-    }
-    return interleaved(runs, REPEATS)
+    runners = {label: [name, model] for label, name in RUNNERS.items()}
+    return interleaved_processes(__file__, runners, REPEATS)
 
 
 def main() -> None:
@@ -88,4 +115,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    arguments = runner_arguments()
+    if arguments is None:
+        main()
+    else:
+        generation_environment()
+        serve_runner(runner(*arguments))

@@ -1,24 +1,34 @@
-"""keel's server against llama-cpp-python's own server, same model, same thread count, one run.
+"""keel serve against llama.cpp's own C++ server (llama-server) and llama-cpp-python's server:
+same GGUF, 2 threads, one run.
 
-Each server runs in its own process on a loopback port, one after the other. Eight
-streaming clients (OpenAI /v1/completions, stream=True) send requests back to back for
-BENCH_SECONDS each (default 60): distinct prompts, 64 new tokens, T=0.7. Reported:
-aggregate streamed tokens/s, p50/p99 time to first token, requests and errors.
+Each server runs in its own process on a loopback port, one after the other. At 1, 2, 4
+and 8 concurrent streaming clients (OpenAI /v1/completions, stream=True) requests go back
+to back for BENCH_SECONDS per level: distinct prompts, 64 new tokens, alternately greedy
+and seeded T=0.7. Reported per level: output tokens/s, requests/s, time to first token and
+inter-token latency (p50/p99), errors, and the determinism rate: the share of the 8-client
+responses (up to BENCH_CHECKS of them) that are byte-identical to the same request sent
+alone to a freshly started server.
 
-Usage: python bench/server.py   (BENCH_SECONDS=N, BENCH_CLIENTS=N, BENCH_MODEL=name)
+llama-server is built once from the llama.cpp inside llama-cpp-python's source
+distribution (scripts/llama-server.sh, the same commit and CPU flags as keel's engine);
+set BENCH_LLAMA_SERVER=0 to leave it out.
+
+Usage: python bench/server.py   (BENCH_SECONDS=N, BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +36,14 @@ import httpx
 
 from keel.models import resolve_model
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
+CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
 THREADS = 2
 NEW_TOKENS = 64
 TOPICS = ["a lighthouse", "a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship"]
+ROOT = Path(__file__).parents[1]
 
 
 @dataclass
@@ -40,50 +52,70 @@ class Tally:
     requests: int = 0
     errors: int = 0
     first_token: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)  # between streamed pieces
+    texts: dict[int, str] = field(default_factory=dict)  # request index -> its text
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from serving import free_port as probe
+
+    return probe()
 
 
-def start(command: list[str], url: str, env: dict) -> subprocess.Popen:
-    """Start a server; its log goes to a file (a pipe nobody reads would fill and block it)."""
+@contextmanager
+def serving(command: list[str], env: dict) -> Iterator[str]:
+    """A server in its own process; its log goes to a file (a pipe nobody reads would
+    fill and block it)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server process)
     process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        [*command, "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 300
-    while True:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(log.read().decode(errors="replace")[-2000:])
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{command[0]} did not come up")
-        time.sleep(0.25)
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(log.read().decode(errors="replace")[-2000:])
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not come up")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
-def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> None:
-    body = {
+def request_body(index: int) -> dict:
+    return {
         "model": MODEL,
         "prompt": f"Here is a short story about {TOPICS[index % len(TOPICS)]} (#{index}):",
         "max_tokens": NEW_TOKENS,
-        "temperature": 0.7,
+        "temperature": 0.7 if index % 2 else 0.0,
         "seed": index,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> None:
     sent = time.perf_counter()
-    chunks, usage, first = 0, None, None
+    pieces: list[str] = []
+    stamps: list[float] = []
+    usage = None
     try:
-        with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+        with client.stream("POST", f"{url}/v1/completions", json=request_body(index)) as response:
             if response.status_code != 200:
                 raise RuntimeError(response.status_code)
             for line in response.iter_lines():
@@ -93,8 +125,8 @@ def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> Non
                 if data.get("usage"):
                     usage = data["usage"]["completion_tokens"]
                 if data.get("choices") and data["choices"][0].get("text"):
-                    chunks += 1
-                    first = first or time.perf_counter() - sent
+                    pieces.append(data["choices"][0]["text"])
+                    stamps.append(time.perf_counter())
     except (httpx.HTTPError, RuntimeError, ValueError) as exc:
         with tally.lock:
             tally.errors += 1
@@ -103,14 +135,16 @@ def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> Non
         return
     with tally.lock:
         tally.requests += 1
-        tally.tokens += usage if usage is not None else chunks  # one chunk per token
-        if first is not None:
-            tally.first_token.append(first)
+        tally.tokens += usage if usage is not None else len(pieces)
+        tally.texts[index] = "".join(pieces)
+        if stamps:
+            tally.first_token.append(stamps[0] - sent)
+            tally.gaps.extend(b - a for a, b in itertools.pairwise(stamps))
 
 
-def load(url: str) -> tuple[Tally, float]:
+def load(url: str, clients: int, first_index: int) -> tuple[Tally, float]:
     tally = Tally()
-    counter = iter(range(10**9))
+    counter = iter(range(first_index, 10**9))
     stop_at = time.perf_counter() + SECONDS
 
     def client_loop() -> None:
@@ -119,7 +153,7 @@ def load(url: str) -> tuple[Tally, float]:
                 one_request(client, url, next(counter), tally)
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -127,80 +161,113 @@ def load(url: str) -> tuple[Tally, float]:
     return tally, time.perf_counter() - started
 
 
-def percentile(values: list[float], q: float) -> float:
+def alone(url: str, indices: list[int]) -> dict[int, str]:
+    """Each request sent alone, one after the other."""
+    tally = Tally()
+    with httpx.Client(timeout=600) as client:
+        for index in indices:
+            one_request(client, url, index, tally)
+    return tally.texts
+
+
+def percentile(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-        if len(values) > 1
-        else values[0]
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+@dataclass
+class Level:
+    clients: int
+    tally: Tally
+    elapsed: float
+
+
+def bench(name: str, command: list[str], env: dict) -> tuple[list[Level], float]:
+    levels = []
+    with serving(command, env) as url:
+        one_request(httpx.Client(timeout=600), url, 10**8, Tally())  # warm-up
+        for number, clients in enumerate(LEVELS):
+            tally, elapsed = load(url, clients, first_index=number * 10**6)
+            levels.append(Level(clients, tally, elapsed))
+            print(f"  {name}: {clients} clients done", file=sys.stderr)
+    busiest = levels[-1].tally.texts
+    checked = sorted(busiest)[:CHECKS]
+    with serving(command, env) as url:  # fresh: nothing cached, nothing warm
+        solo = alone(url, checked)
+    same = sum(busiest[index] == solo.get(index) for index in checked)
+    return levels, same / len(checked) if checked else float("nan")
+
+
+def llama_server_binary() -> str | None:
+    if os.environ.get("BENCH_LLAMA_SERVER", "1") == "0":
+        return None
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "llama-server.sh"), sys.executable],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    return out.stdout.strip().splitlines()[-1]
 
 
-def run(name: str, command: list[str], env: dict) -> tuple[str, Tally, float]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start([*command, "--port", str(port)], url, env)
-    owner = httpx.get(f"{url}/v1/models").json()["data"][0].get("owned_by")
-    print(f"  {name} on port {port}, models owned by {owner!r}", file=sys.stderr)
-    try:
-        one_request(httpx.Client(timeout=600), url, 0, Tally())  # warm-up
-        tally, elapsed = load(url)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-    return name, tally, elapsed
+def servers(path: str) -> dict[str, tuple[list[str], dict]]:
+    keel_cli = str(Path(sys.executable).with_name("keel"))
+    found: dict[str, tuple[list[str], dict]] = {
+        "keel serve": (
+            [keel_cli, "serve", "--model", MODEL, "--log-level", "warning"],
+            {"KEEL_THREADS": str(THREADS), "KEEL_CACHE": "0"},
+        )
+    }
+    binary = llama_server_binary()
+    if binary:
+        found["llama-server -np 8"] = (
+            [binary, "-m", path, "--alias", MODEL, "-t", str(THREADS), "-tb", str(THREADS),
+             "-np", "8", "-c", str(2048 * 8), "-b", "512", "-ub", "512", "--host", "127.0.0.1"],
+            {},
+        )  # fmt: skip
+    found["llama_cpp.server"] = (
+        [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", MODEL,
+         "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", "2048",
+         "--n_batch", "512", "--n_ubatch", "512",
+         # its default lets each new request abort the one streaming: queue instead
+         "--interrupt_requests", "False"],
+        {},
+    )  # fmt: skip
+    return found
 
 
 def main() -> None:
     path = str(resolve_model(MODEL).path)
-    keel_cli = str(Path(sys.executable).with_name("keel"))
-    keel_env = {"KEEL_THREADS": str(THREADS), "KEEL_CACHE": "0"}
-    llama = run(
-        "llama_cpp.server",
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            path,
-            "--model_alias",
-            MODEL,
-            "--n_threads",
-            str(THREADS),
-            "--n_threads_batch",
-            str(THREADS),
-            "--n_ctx",
-            "2048",
-            "--n_batch",
-            "512",
-            "--n_ubatch",
-            "512",
-            # its default lets each new request abort the one streaming: queue instead
-            "--interrupt_requests",
-            "False",
-        ],
-        {},
-    )
-    ours = run(
-        "keel serve", [keel_cli, "serve", "--model", MODEL, "--log-level", "warning"], keel_env
-    )
-    results = [ours, llama]
+    results = {name: bench(name, command, env) for name, (command, env) in servers(path).items()}
+    anchor = "llama-server -np 8" if "llama-server -np 8" in results else "llama_cpp.server"
     print(
-        f"{CLIENTS} streaming clients x {SECONDS:.0f} s, {MODEL}, {THREADS} threads, "
-        f"{NEW_TOKENS} new tokens, T=0.7, distinct prompts"
+        f"{MODEL}, {THREADS} threads, {NEW_TOKENS} new tokens, distinct prompts, greedy and "
+        f"T=0.7 alternately, {SECONDS:.0f} s per level; ratio = tok/s vs {anchor}"
     )
     print(
-        f"{'server':<18} {'tok/s':>7} {'ratio':>6} {'requests':>9} {'errors':>7} "
-        f"{'TTFT p50 s':>11} {'TTFT p99 s':>11}"
+        f"{'server':<20} {'clients':>7} {'tok/s':>7} {'ratio':>6} {'req/s':>6} {'errors':>6} "
+        f"{'TTFT p50':>9} {'p99':>6} {'ITL p50':>8} {'p99':>6}  (ms)"
     )
-    base = results[1][1].tokens / results[1][2]
-    for name, tally, elapsed in results:
-        rate = tally.tokens / elapsed
-        print(
-            f"{name:<18} {rate:>7.1f} {rate / base:>5.2f}x {tally.requests:>9} {tally.errors:>7} "
-            f"{percentile(tally.first_token, 50):>11.2f} {percentile(tally.first_token, 99):>11.2f}"
-        )
+    anchor_rates = {lv.clients: lv.tally.tokens / lv.elapsed for lv in results[anchor][0]}
+    for name, (levels, _) in results.items():
+        for level in levels:
+            tally, rate = level.tally, level.tally.tokens / level.elapsed
+            print(
+                f"{name:<20} {level.clients:>7} {rate:>7.1f} "
+                f"{rate / anchor_rates[level.clients]:>5.2f}x "
+                f"{tally.requests / level.elapsed:>6.2f} {tally.errors:>6} "
+                f"{percentile(tally.first_token, 50) * 1000:>9.0f} "
+                f"{percentile(tally.first_token, 99) * 1000:>6.0f} "
+                f"{percentile(tally.gaps, 50) * 1000:>8.1f} "
+                f"{percentile(tally.gaps, 99) * 1000:>6.1f}"
+            )
+    print()
+    print(f"determinism: {LEVELS[-1]}-client responses identical to the request sent alone")
+    for name, (_, rate) in results.items():
+        print(f"{name:<20} {rate:>7.0%}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Constrained decoding cost: unconstrained keel vs keel JSON-schema vs llama-cpp-python GBNF.
 
-Same GGUF, 2 threads, same raw prompt, greedy, one run each for warm-up and then the median
-of REPEATS (rotating order). Reports decode tokens/s from the first streamed token to the
-last (so prefill, identical for all, does not favour longer outputs) and, for keel, the
-median time per token spent computing and applying the llguidance mask (replayed over the
-generated tokens).
+Same GGUF, 2 threads, same raw prompt, greedy, each runner in its own process, one run
+each for warm-up and then the median of REPEATS (rotating order). Reports decode tokens/s
+from the first streamed token to the last (so prefill, identical for all, does not favour
+longer outputs) and, for keel, the median time per token spent computing and applying the
+llguidance mask (replayed over the generated tokens, in this process).
 
 Usage: python bench/structured.py   (BENCH_REPEATS=N to change the repeat count)
 """
@@ -16,7 +16,14 @@ import os
 import statistics
 import time
 
-from common import baseline_llama, generation_environment, interleaved
+from common import (
+    Run,
+    baseline_llama,
+    generation_environment,
+    interleaved_processes,
+    runner_arguments,
+    serve_runner,
+)
 from llama_cpp import Llama, LlamaGrammar
 
 import keel
@@ -88,15 +95,26 @@ def mask_time_per_token(model: str) -> float:
     return statistics.median(samples)
 
 
+def runner(name: str, model: str) -> Run:
+    """One runner, built in its own process (only its model is loaded there)."""
+    if name == "gbnf":
+        llm = baseline_llama(model)
+        grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
+        return lambda: gbnf_run(llm, grammar)
+    schema = SCHEMA if name == "schema" else None
+    return lambda: keel_run(model, schema)
+
+
+RUNNERS = {
+    "keel unconstrained": "free",
+    "keel JSON schema": "schema",
+    "llama-cpp-python GBNF": "gbnf",
+}
+
+
 def bench_model(model: str) -> list[tuple[str, float, float, int]]:
-    llm = baseline_llama(model)
-    grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
-    runs = {
-        "keel unconstrained": lambda: keel_run(model, None),
-        "keel JSON schema": lambda: keel_run(model, SCHEMA),
-        "llama-cpp-python GBNF": lambda: gbnf_run(llm, grammar),
-    }
-    return interleaved(runs, REPEATS)
+    runners = {label: [name, model] for label, name in RUNNERS.items()}
+    return interleaved_processes(__file__, runners, REPEATS)
 
 
 def main() -> None:
@@ -113,4 +131,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    arguments = runner_arguments()
+    if arguments is None:
+        main()
+    else:
+        generation_environment()
+        serve_runner(runner(*arguments))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GenerationError, ModelLoadError
+from .compute import COMPUTE
 from .library import llama
 
 CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
@@ -124,7 +125,7 @@ class LlamaContext:
             batch.seq_id[i][0] = slot
             batch.logits[i] = all_logits
         batch.logits[n - 1] = True
-        status = self._lib.llama_decode(self.pointer, batch)
+        status = COMPUTE.run(self._lib.llama_decode, self.pointer, batch)
         if status != 0:
             where = ", ".join(f"slot {slot} position {pos}" for _, pos, slot in entries[:4])
             raise GenerationError(f"llama_decode failed with status {status} at {where}")

@@ -1,0 +1,112 @@
+"""Many models in one process: a model's decode speed alone, and in a process where the
+other bundled model is loaded and has generated; then both models decoding at once.
+
+Each runner lives in its own process (bench/common.py). Greedy, raw prompt, 128 new
+tokens, 2 threads, median of REPEATS after a warm-up, interleaved. The last table runs
+both models at once from two threads of one process for BUSY_SECONDS and reports each
+model's tokens/s as a share of its speed alone: time-sharing two cores well means the
+shares add up to about 1.
+
+Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from common import (
+    Run,
+    generation_environment,
+    interleaved_processes,
+    rate_of,
+    runner_arguments,
+    serve_runner,
+)
+
+import keel
+
+PROMPT = "The history of the city began when"
+NEW_TOKENS = 128
+REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+BUSY_SECONDS = float(os.environ.get("BENCH_BUSY_SECONDS", "20"))
+MODELS = ["smollm2-135m", "gemma3-270m"]
+
+
+def generate(model: str, seed: int = 0) -> int:
+    events = keel.stream_generate(
+        PROMPT, model=model, raw=True, max_new_tokens=NEW_TOKENS, seed=seed, temperature=0.7
+    )
+    return sum(1 for _ in events)
+
+
+def runner(name: str, model: str) -> Run:
+    if name == "after other":
+        for other in MODELS:
+            if other != model:
+                generate(other)  # loaded, and has computed: its OpenMP team (if any) exists
+    return lambda: rate_of(lambda: generate(model))
+
+
+def both_busy() -> dict[str, float]:
+    """Tokens/s of each model while both generate continuously from their own threads."""
+    for model in MODELS:
+        generate(model)  # load and warm up
+    counts = dict.fromkeys(MODELS, 0)
+    deadline = time.perf_counter() + BUSY_SECONDS
+
+    def keep_busy(model: str) -> None:
+        seed = 1
+        while time.perf_counter() < deadline:
+            counts[model] += generate(model, seed)
+            seed += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=keep_busy, args=(m,)) for m in MODELS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {model: count / elapsed for model, count in counts.items()}
+
+
+def main() -> None:
+    generation_environment()
+    print(f"{NEW_TOKENS} new tokens at T=0.7, 2 threads, median of {REPEATS} after warm-up")
+    print(f"{'model':<14} {'process':<28} {'tok/s':>8} {'vs alone':>9}")
+    alone = {}
+    for model in MODELS:
+        runners = {"alone": ["alone", model], "other model ran first": ["after other", model]}
+        for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
+            alone.setdefault(model, rate)
+            print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")
+    out = subprocess.run(
+        [sys.executable, __file__, "--busy"], capture_output=True, text=True, check=True
+    )
+    busy = json.loads(out.stdout)
+    print()
+    print(f"both models busy for {BUSY_SECONDS:.0f} s in one process")
+    print(f"{'model':<14} {'tok/s':>8} {'alone':>8} {'share':>7}")
+    for model in MODELS:
+        share = busy[model] / alone[model]
+        print(f"{model:<14} {busy[model]:>8.1f} {alone[model]:>8.1f} {share:>7.3f}")
+    total = statistics.fsum(busy[m] / alone[m] for m in MODELS)
+    print(f"{'sum of shares':<14} {'':>8} {'':>8} {total:>7.3f}")
+
+
+if __name__ == "__main__":
+    arguments = runner_arguments()
+    if sys.argv[1:] == ["--busy"]:
+        generation_environment()
+        print(json.dumps(both_busy()))
+    elif arguments is None:
+        main()
+    else:
+        generation_environment()
+        serve_runner(runner(*arguments))
