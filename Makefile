@@ -40,6 +40,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/decode.py
+	$(PY) bench/multimodel.py
 	$(PY) bench/structured.py
 	$(PY) bench/structured_suite.py
 	$(PY) bench/cache.py

@@ -29,9 +29,11 @@ MODEL = "smollm2-135m"
 TOKENS = 128
 
 
-def _first_and_rate(pieces) -> tuple[float, float]:
-    """(seconds to the first piece, pieces per second after it) of one streamed request."""
-    start = time.perf_counter()
+def _first_and_rate(pieces) -> tuple[float, float, float]:
+    """(seconds to the first piece, pieces per second after it, client CPU seconds per
+    piece) of one streamed request. The CPU figure is the steadiest: on a shared machine
+    the client's CPU is taken from the server."""
+    start, cpu = time.perf_counter(), time.process_time()
     first = last = None
     count = 0
     for _ in pieces:
@@ -39,10 +41,10 @@ def _first_and_rate(pieces) -> tuple[float, float]:
         first = first or last
         count += 1
     assert first is not None and last is not None
-    return first - start, (count - 1) / (last - first)
+    return first - start, (count - 1) / (last - first), (time.process_time() - cpu) / count
 
 
-def _openai_runner(url: str) -> list[tuple[float, float]]:
+def _openai_runner(url: str) -> list[tuple[float, float, float]]:
     import openai
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
@@ -61,7 +63,7 @@ def _openai_runner(url: str) -> list[tuple[float, float]]:
     return _measure(pieces)
 
 
-def _keel_runner(url: str) -> list[tuple[float, float]]:
+def _keel_runner(url: str) -> list[tuple[float, float, float]]:
     import keel
 
     def pieces():
@@ -71,7 +73,7 @@ def _keel_runner(url: str) -> list[tuple[float, float]]:
     return _measure(pieces)
 
 
-def _measure(pieces) -> list[tuple[float, float]]:
+def _measure(pieces) -> list[tuple[float, float, float]]:
     _first_and_rate(pieces())  # warm-up: connections, imports, the server's prompt
     return [_first_and_rate(pieces()) for _ in range(REPEATS)]
 
@@ -117,20 +119,27 @@ def main() -> None:
     cache_dir = tempfile.mkdtemp(prefix="keel-bench-remote-")
     quiet = {"KEEL_THREADS": "2", "KEEL_CACHE": "0"}
     with keel_serve("--model", MODEL, env=quiet) as url:
-        samples: dict[str, list[tuple[float, float]]] = {"openai": [], "keel": []}
+        samples: dict[str, list[tuple[float, float, float]]] = {"openai": [], "keel": []}
         for _ in range(2):
             for runner in samples:
                 samples[runner] += _child(runner, url, quiet)
         hits = _child("hit", url, {"KEEL_CACHE": "1", "KEEL_CACHE_DIR": cache_dir})
     ttft = {name: statistics.median(s[0] for s in runs) * 1000 for name, runs in samples.items()}
     rate = {name: statistics.median(s[1] for s in runs) for name, runs in samples.items()}
+    cpu = {name: statistics.median(s[2] for s in runs) * 1e6 for name, runs in samples.items()}
     print(f"keel serve ({MODEL}, 2 threads, greedy, {TOKENS} tokens), {2 * REPEATS} requests each")
-    print(f"{'client':<34}{'TTFT ms':>10}{'+ms':>8}{'tokens/s':>10}{'ratio':>8}")
+    print(
+        f"{'client':<34}{'TTFT ms':>10}{'+ms':>8}{'tokens/s':>10}{'ratio':>8}"
+        f"{'CPU µs/token':>14}{'+µs':>7}"
+    )
     labels = {"openai": "openai package, direct", "keel": "keel.generate_iter, keel:"}
     for name, label in labels.items():
         added = ttft[name] - ttft["openai"]
         ratio = rate[name] / rate["openai"]
-        print(f"{label:<34}{ttft[name]:>10.2f}{added:>8.2f}{rate[name]:>10.1f}{ratio:>8.3f}")
+        print(
+            f"{label:<34}{ttft[name]:>10.2f}{added:>8.2f}{rate[name]:>10.1f}{ratio:>8.3f}"
+            f"{cpu[name]:>14.0f}{cpu[name] - cpu['openai']:>7.0f}"
+        )
     print()
     print(f"{'cache hit, generate() in-process':<34}{'µs':>10}{'ratio':>8}")
     for name in ("local", "remote"):
