@@ -84,7 +84,9 @@ def serving(command: list[str], env: dict) -> Iterator[str]:
                 log.seek(0)
                 raise RuntimeError(log.read().decode(errors="replace")[-2000:])
             try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                listed = httpx.get(f"{url}/v1/models", timeout=2).status_code == 200
+                # llama-server lists its model before loading it; /health says 503 till then
+                if listed and httpx.get(f"{url}/health", timeout=2).status_code != 503:
                     break
             except httpx.TransportError:
                 pass
