@@ -6,7 +6,7 @@ PROMPT ?= Write one sentence about the sea.
 
 .PHONY: run test test-fast lint bench clean
 
-$(VENV)/.base: pyproject.toml scripts/llama-wheel.sh
+$(VENV)/.base: pyproject.toml scripts/llama-wheel.sh scripts/llama-flags.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 	bash scripts/llama-wheel.sh $(PY)

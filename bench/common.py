@@ -113,11 +113,14 @@ def serve_runner(run: Run) -> None:
         print(json.dumps(run()), flush=True)
 
 
-def runner_arguments() -> list[str] | None:
-    """[NAME, ARGS...] when this process was started as a runner, else None."""
+def main_or_runner(main: Callable[[], None], runner: Callable[..., Run]) -> None:
+    """A bench script's entry point: `--runner NAME ARGS...` serves runner(NAME, ARGS...)
+    in this process (see RunnerProcess); otherwise main() runs the bench."""
     if len(sys.argv) >= 3 and sys.argv[1] == "--runner":
-        return sys.argv[2:]
-    return None
+        generation_environment()
+        serve_runner(runner(*sys.argv[2:]))
+    else:
+        main()
 
 
 def interleaved_processes(

@@ -19,9 +19,8 @@ from common import (
     baseline_llama,
     generation_environment,
     interleaved_processes,
+    main_or_runner,
     rate_of,
-    runner_arguments,
-    serve_runner,
 )
 from llama_cpp import Llama
 
@@ -115,9 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    arguments = runner_arguments()
-    if arguments is None:
-        main()
-    else:
-        generation_environment()
-        serve_runner(runner(*arguments))
+    main_or_runner(main, runner)

@@ -24,9 +24,8 @@ from common import (
     Run,
     generation_environment,
     interleaved_processes,
+    main_or_runner,
     rate_of,
-    runner_arguments,
-    serve_runner,
 )
 
 import keel
@@ -101,12 +100,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    arguments = runner_arguments()
     if sys.argv[1:] == ["--busy"]:
         generation_environment()
         print(json.dumps(both_busy()))
-    elif arguments is None:
-        main()
     else:
-        generation_environment()
-        serve_runner(runner(*arguments))
+        main_or_runner(main, runner)

@@ -21,8 +21,7 @@ from common import (
     baseline_llama,
     generation_environment,
     interleaved_processes,
-    runner_arguments,
-    serve_runner,
+    main_or_runner,
 )
 from llama_cpp import Llama, LlamaGrammar
 
@@ -131,9 +130,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    arguments = runner_arguments()
-    if arguments is None:
-        main()
-    else:
-        generation_environment()
-        serve_runner(runner(*arguments))
+    main_or_runner(main, runner)

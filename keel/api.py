@@ -106,6 +106,8 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
+    if not isinstance(unsafe_mode, bool):
+        raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
     current = settings()
     if remote.is_remote(location["model"]):
         call = remote.plan(location, base_url, unsafe_mode, constraint, options, current)
@@ -116,8 +118,6 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         return _Prepared(handle, None)
     if base_url is not None:
         raise InvalidParameterError("base_url is for remote models ('provider:name') only")
-    if not isinstance(unsafe_mode, bool):
-        raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
     params = make_params(
         constraint=constraint.key if constraint else "",
         json_output=constraint is not None and constraint.kind is ConstraintKind.JSON,
@@ -135,6 +135,7 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         )
         return _Prepared(handle, None)
     _warn_if_seed_unused(params.seed, params.temperature)  # the stand-in text uses seeds
+    fingerprint = identity.fingerprint(params)
 
     def start() -> EventSource:
         loaded = load(identity)
@@ -142,11 +143,9 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         if session is not None:
             session.require_budget(params.max_new_tokens)
         prompt = prepare_prompt(loaded.engine, params)
-        return loaded.worker.submit(
-            Generation(loaded.engine, prompt, params, identity.fingerprint(params), session)
-        )
+        return loaded.worker.submit(Generation(loaded.engine, prompt, params, fingerprint, session))
 
-    handle = _started(params, identity.fingerprint(params), use_cache, constraint, start)
+    handle = _started(params, fingerprint, use_cache, constraint, start)
     return _Prepared(handle, identity)
 
 
@@ -399,8 +398,7 @@ def preload_models(
 _COMMON = [
     "max_new_tokens", "eos_string", "model", "model_repo", "model_filename", "size", "seed",
     "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "base_url",
-    "top_k",
-    "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
+    "top_k", "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
     "repetition_penalty", "repetition_context_size", "presence_penalty", "frequency_penalty",
     "no_repeat_ngram_size",
 ]  # fmt: skip

@@ -5,10 +5,10 @@
 # the binary's path.
 set -euo pipefail
 python_bin="$1"
-version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_BLAS=OFF"
+# shellcheck source=scripts/llama-flags.sh
+source "$(dirname "$0")/llama-flags.sh"
 key=$(printf '%s|%s|server' "$version" "$flags" | sha256sum | cut -c1-16)
-home="${KEEL_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/keel/wheelhouse}/llama-server-$version-$key"
+home="$wheelhouse/llama-server-$version-$key"
 if [ ! -x "$home/llama-server" ]; then
   echo "building llama-server from llama-cpp-python $version's llama.cpp (takes several minutes once)" >&2
   work="$(mktemp -d)"

@@ -5,10 +5,10 @@
 # wheelhouse directory name carries a hash of the flags and install uses --no-index.
 set -euo pipefail
 python_bin="$1"
-version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_BLAS=OFF"
+# shellcheck source=scripts/llama-flags.sh
+source "$(dirname "$0")/llama-flags.sh"
 key=$(printf '%s|%s' "$version" "$flags" | sha256sum | cut -c1-16)
-house="${KEEL_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/keel/wheelhouse}/llama-cpp-python-$version-$key"
+house="$wheelhouse/llama-cpp-python-$version-$key"
 if ! ls "$house"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "building llama-cpp-python $version with portable flags (takes 5-9 minutes once)"
   tmp="$house.tmp.$$"

@@ -31,7 +31,7 @@ __all__ = [
 def plan(
     location: Mapping[str, Any],
     base_url: object,
-    unsafe_mode: object,
+    unsafe_mode: bool,
     constraint: Constraint | None,
     options: dict[str, Any],
     current: Settings,

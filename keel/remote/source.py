@@ -63,10 +63,10 @@ class RemoteSource:
 
     # -- producing ---------------------------------------------------------------------
 
-    def _open(self) -> Any:
+    def _open(self, key: str | None) -> Any:
         call = self._call
         request = call.request
-        api = client(call.target, call.settings)
+        api = client(call.target, call.settings, key)
         endpoint: Any = api.chat.completions if request.chat else api.completions
         return endpoint.create(
             **request.fields,
@@ -75,10 +75,10 @@ class RemoteSource:
             extra_body=request.extra or None,
         )
 
-    def _answer(self) -> Iterator[GenerationResponse]:
+    def _answer(self, key: str | None) -> Iterator[GenerationResponse]:
         call = self._call
         answer = Answer(call.target, call.params, call.request.shape, call.fingerprint)
-        stream = self._open()
+        stream = self._open(key)
         with self._lock:
             self._stream = stream
         if self._cancelled.is_set():
@@ -97,7 +97,7 @@ class RemoteSource:
         key = None
         try:
             key = api_key(self._call.target)
-            for event in self._answer():
+            for event in self._answer(key):
                 if self._cancelled.is_set():
                     break
                 yield event

@@ -70,10 +70,8 @@ def remote_target(model: str, base_url: object, current: Settings) -> RemoteTarg
     return RemoteTarget(provider, name, _checked_url(url, provider))
 
 
-def require_opt_in(target: RemoteTarget, unsafe_mode: object, current: Settings) -> None:
+def require_opt_in(target: RemoteTarget, unsafe_mode: bool, current: Settings) -> None:
     """Best-effort backends only when asked for, per call or per process."""
-    if not isinstance(unsafe_mode, bool):
-        raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
     if target.provider.tier == "exact" or unsafe_mode or current.unsafe_mode:
         return
     raise UnsafeModeRequiredError(

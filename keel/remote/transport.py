@@ -38,9 +38,10 @@ def api_key(target: RemoteTarget) -> str | None:
     return key
 
 
-def client(target: RemoteTarget, current: Settings) -> openai.OpenAI:
-    """One client (and connection pool) per server, key and limits, kept for reuse."""
-    key = api_key(target) or _NO_KEY
+def client(target: RemoteTarget, current: Settings, key: str | None) -> openai.OpenAI:
+    """One client (and connection pool) per server, key (from api_key()) and limits, kept
+    for reuse."""
+    key = key or _NO_KEY
     read, connect = current.remote_read_timeout, current.remote_connect_timeout
     identity = (target.base_url, key, current.remote_retries, read, connect)
     with _clients_lock:

@@ -24,7 +24,13 @@ from ..structured import JsonTagFilter, json_body
 from ..summary import stats
 from .errors import ERROR_RESPONSES, RequestError, describe
 from .gateway import Gateway
-from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, OpenAIRequest
+from .schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    KeelControls,
+    OpenAIRequest,
+)
 
 router = APIRouter()
 # OpenAI has no words for a stop string or a cancel: both read as "stop".
@@ -59,17 +65,11 @@ def _common(
         "temperature": body.temperature,
         "presence_penalty": body.presence_penalty,
         "frequency_penalty": body.frequency_penalty,
-        "repetition_penalty": body.repetition_penalty,
         "top_p": body.top_p,
         "stop": body.stop,
         "max_new_tokens": gateway.max_tokens(prompt_text, max_tokens),
         "response_format": _response_format(body),
-        "top_k": body.top_k,
-        "min_p": body.min_p,
-        "repetition_context_size": body.repetition_context_size,
-        "no_repeat_ngram_size": body.no_repeat_ngram_size,
-        "eos_string": body.eos_string,
-        "reasoning": body.reasoning,
+        **body.model_dump(include=set(KeelControls.model_fields)),
         **_structured_outputs(body),
         **gateway.location(body.model),
     }
