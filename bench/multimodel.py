@@ -5,7 +5,8 @@ Each runner lives in its own process (bench/common.py). Greedy, raw prompt, 128 
 tokens, 2 threads, median of REPEATS after a warm-up, interleaved. The last table runs
 both models at once from two threads of one process for BUSY_SECONDS and reports each
 model's tokens/s as a share of its speed alone: time-sharing two cores well means the
-shares add up to about 1.
+shares add up to about 1. The same again through one `keel serve` process: one streaming
+client per model (bench/server.py's requests), each model alone, then both at once.
 
 Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
 """
@@ -27,6 +28,7 @@ from common import (
     main_or_runner,
     rate_of,
 )
+from server import keel_serve, load, serving
 
 import keel
 
@@ -75,6 +77,41 @@ def both_busy() -> dict[str, float]:
     return {model: count / elapsed for model, count in counts.items()}
 
 
+def served_both_busy() -> tuple[dict[str, float], dict[str, float]]:
+    """Output tokens/s per model from one keel serve: each alone, then both at once."""
+    command, env = keel_serve()
+    with serving(command, env) as url:
+        for model in MODELS:
+            load(url, 1, 0, model, seconds=2)  # load and warm up
+        alone = {}
+        for number, model in enumerate(MODELS, start=1):
+            tally, elapsed = load(url, 1, number * 10**6, model, seconds=BUSY_SECONDS)
+            alone[model] = tally.tokens / elapsed
+        rates: dict[str, float] = {}
+
+        def keep_busy(number: int, model: str) -> None:
+            tally, elapsed = load(url, 1, number * 10**7, model, seconds=BUSY_SECONDS)
+            rates[model] = tally.tokens / elapsed
+
+        threads = [threading.Thread(target=keep_busy, args=pair) for pair in enumerate(MODELS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return alone, rates
+
+
+def print_shares(title: str, busy: dict[str, float], alone: dict[str, float]) -> None:
+    print()
+    print(title)
+    print(f"{'model':<14} {'tok/s':>8} {'alone':>8} {'share':>7}")
+    for model in MODELS:
+        share = busy[model] / alone[model]
+        print(f"{model:<14} {busy[model]:>8.1f} {alone[model]:>8.1f} {share:>7.3f}")
+    total = statistics.fsum(busy[m] / alone[m] for m in MODELS)
+    print(f"{'sum of shares':<14} {'':>8} {'':>8} {total:>7.3f}")
+
+
 def main() -> None:
     generation_environment()
     print(f"{NEW_TOKENS} new tokens at T=0.7, 2 threads, median of {REPEATS} after warm-up")
@@ -89,14 +126,13 @@ def main() -> None:
         [sys.executable, __file__, "--busy"], capture_output=True, text=True, check=True
     )
     busy = json.loads(out.stdout)
-    print()
-    print(f"both models busy for {BUSY_SECONDS:.0f} s in one process")
-    print(f"{'model':<14} {'tok/s':>8} {'alone':>8} {'share':>7}")
-    for model in MODELS:
-        share = busy[model] / alone[model]
-        print(f"{model:<14} {busy[model]:>8.1f} {alone[model]:>8.1f} {share:>7.3f}")
-    total = statistics.fsum(busy[m] / alone[m] for m in MODELS)
-    print(f"{'sum of shares':<14} {'':>8} {'':>8} {total:>7.3f}")
+    print_shares(f"both models busy for {BUSY_SECONDS:.0f} s in one process", busy, alone)
+    served_alone, served_busy = served_both_busy()
+    print_shares(
+        f"one keel serve, a streaming client per model ({BUSY_SECONDS:.0f} s each phase)",
+        served_busy,
+        served_alone,
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ alone to a freshly started server.
 
 llama-server is built once from the llama.cpp inside llama-cpp-python's source
 distribution (scripts/llama-server.sh, the same commit and CPU flags as keel's engine);
-set BENCH_LLAMA_SERVER=0 to leave it out.
+set BENCH_LLAMA_SERVER=0 to leave it out. It runs twice: with its defaults (flash attention
+on) and with flash attention off, as keel runs (see docs/determinism.md).
 
 Usage: python bench/server.py   (BENCH_SECONDS=N, BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
 """
@@ -99,9 +100,9 @@ def serving(command: list[str], env: dict) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def request_body(index: int) -> dict:
+def request_body(index: int, model: str = MODEL) -> dict:
     return {
-        "model": MODEL,
+        "model": model,
         "prompt": f"Here is a short story about {TOPICS[index % len(TOPICS)]} (#{index}):",
         "max_tokens": NEW_TOKENS,
         "temperature": 0.7 if index % 2 else 0.0,
@@ -111,13 +112,22 @@ def request_body(index: int) -> dict:
     }
 
 
-def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> None:
+def new_client() -> httpx.Client:
+    """A new connection per request: llama-server closes idle keep-alive connections,
+    which would count as errors against it."""
+    return httpx.Client(timeout=600, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def one_request(
+    client: httpx.Client, url: str, index: int, tally: Tally, model: str = MODEL
+) -> None:
     sent = time.perf_counter()
     pieces: list[str] = []
     stamps: list[float] = []
     usage = None
     try:
-        with client.stream("POST", f"{url}/v1/completions", json=request_body(index)) as response:
+        body = request_body(index, model)
+        with client.stream("POST", f"{url}/v1/completions", json=body) as response:
             if response.status_code != 200:
                 raise RuntimeError(response.status_code)
             for line in response.iter_lines():
@@ -144,15 +154,18 @@ def one_request(client: httpx.Client, url: str, index: int, tally: Tally) -> Non
             tally.gaps.extend(b - a for a, b in itertools.pairwise(stamps))
 
 
-def load(url: str, clients: int, first_index: int) -> tuple[Tally, float]:
+def load(
+    url: str, clients: int, first_index: int, model: str = MODEL, seconds: float = SECONDS
+) -> tuple[Tally, float]:
+    """`clients` streaming clients sending requests back to back for `seconds`."""
     tally = Tally()
     counter = iter(range(first_index, 10**9))
-    stop_at = time.perf_counter() + SECONDS
+    stop_at = time.perf_counter() + seconds
 
     def client_loop() -> None:
-        with httpx.Client(timeout=600) as client:
+        with new_client() as client:
             while time.perf_counter() < stop_at:
-                one_request(client, url, next(counter), tally)
+                one_request(client, url, next(counter), tally, model)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -166,7 +179,7 @@ def load(url: str, clients: int, first_index: int) -> tuple[Tally, float]:
 def alone(url: str, indices: list[int]) -> dict[int, str]:
     """Each request sent alone, one after the other."""
     tally = Tally()
-    with httpx.Client(timeout=600) as client:
+    with new_client() as client:
         for index in indices:
             one_request(client, url, index, tally)
     return tally.texts
@@ -190,7 +203,7 @@ class Level:
 def bench(name: str, command: list[str], env: dict) -> tuple[list[Level], float]:
     levels = []
     with serving(command, env) as url:
-        one_request(httpx.Client(timeout=600), url, 10**8, Tally())  # warm-up
+        one_request(new_client(), url, 10**8, Tally())  # warm-up
         for number, clients in enumerate(LEVELS):
             tally, elapsed = load(url, clients, first_index=number * 10**6)
             levels.append(Level(clients, tally, elapsed))
@@ -215,21 +228,27 @@ def llama_server_binary() -> str | None:
     return out.stdout.strip().splitlines()[-1]
 
 
-def servers(path: str) -> dict[str, tuple[list[str], dict]]:
+def keel_serve() -> tuple[list[str], dict]:
+    """keel serve's command and environment (2 threads, no result cache)."""
     keel_cli = str(Path(sys.executable).with_name("keel"))
-    found: dict[str, tuple[list[str], dict]] = {
-        "keel serve": (
-            [keel_cli, "serve", "--model", MODEL, "--log-level", "warning"],
-            {"KEEL_THREADS": str(THREADS), "KEEL_CACHE": "0"},
-        )
-    }
+    return (
+        [keel_cli, "serve", "--model", MODEL, "--log-level", "warning"],
+        {"KEEL_THREADS": str(THREADS), "KEEL_CACHE": "0"},
+    )
+
+
+def servers(path: str) -> dict[str, tuple[list[str], dict]]:
+    found: dict[str, tuple[list[str], dict]] = {"keel serve": keel_serve()}
     binary = llama_server_binary()
     if binary:
-        found["llama-server -np 8"] = (
-            [binary, "-m", path, "--alias", MODEL, "-t", str(THREADS), "-tb", str(THREADS),
-             "-np", "8", "-c", str(2048 * 8), "-b", "512", "-ub", "512", "--host", "127.0.0.1"],
-            {},
-        )  # fmt: skip
+        llama_server = [
+            binary, "-m", path, "--alias", MODEL, "-t", str(THREADS), "-tb", str(THREADS),
+            "-np", "8", "-c", str(2048 * 8), "-b", "512", "-ub", "512", "--host", "127.0.0.1",
+        ]  # fmt: skip
+        found["llama-server -np 8"] = (llama_server, {})
+        # keel's attention kernels: llama.cpp's CPU flash attention is neither batch- nor
+        # thread-count-invariant (split-KV and tiled paths), so keel keeps it off
+        found["llama-server -fa off"] = ([*llama_server, "-fa", "off"], {})
     found["llama_cpp.server"] = (
         [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", MODEL,
          "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", "2048",

@@ -16,6 +16,7 @@ from .engine.batching import proven_batch_sizes
 from .engine.context import ContextSettings
 from .engine.library import build_info
 from .engine.llama import LlamaEngine
+from .engine.reuse_check import proven_any_position
 from .events import KEEL_VERSION, Fingerprint
 from .file_memo import FileStamp, file_stamp
 from .models import ModelLocation, model_sha256
@@ -68,7 +69,7 @@ class LoadedModel:
             "threads": engine.n_threads,
             "slots": engine.slots.count,
             "batch_sizes": list(engine.batch_sizes),
-            "prefix_reuse": engine.slots.reuse.verdict,
+            "prefix_reuse": engine.slots.reuse.report(),
             "chat_template": engine.vocab.chat_template is not None,
             "running": self.worker.busy,
             "waiting": self.worker.waiting,
@@ -103,6 +104,7 @@ def load(identity: ModelIdentity) -> LoadedModel:
         if loaded is None:
             engine = LlamaEngine(identity.path, identity.context, n_threads, slots)
             engine.batch_sizes = proven_batch_sizes(engine)
+            engine.slots.reuse.any_position = proven_any_position(engine)
             loaded = LoadedModel(identity, engine, Worker(engine, identity.name))
             with _registry_lock:
                 _loaded[key] = loaded

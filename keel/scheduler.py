@@ -185,12 +185,19 @@ class Worker:
         return True
 
     def _pick_slot(self, generation: Generation) -> int:
-        """The free slot that can reuse most of the prompt's KV; else the lowest free one,
-        which keeps running slots consecutive so they batch together."""
-        slots = self.engine.slots
-        free = [slot for slot in range(slots.count) if slot not in self._active]
+        """The free slot that keeps the running slots in the fewest decode groups (another
+        group costs a whole llama_decode at every step), then the one whose KV the prompt
+        can reuse most, then the lowest."""
+        slots, sizes = self.engine.slots, self.engine.batch_sizes
+        busy = set(self._active)
+        free = [slot for slot in range(slots.count) if slot not in busy]
         tokens = generation.prompt.tokens
-        return max(free, key=lambda slot: (slots.reusable_tokens(tokens, slot), -slot))
+
+        def cost(slot: int) -> tuple[int, int, int]:
+            groups = len(batch_groups(sorted(busy | {slot}), sizes))
+            return groups, -slots.reusable_tokens(tokens, slot), slot
+
+        return min(free, key=cost)
 
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""

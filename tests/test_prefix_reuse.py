@@ -27,9 +27,19 @@ def _run(prompt, model):
     return events, [(e.token, e.logprobs) for e in events]
 
 
-@pytest.mark.parametrize("chunks", [1, 2, 3])
-def test_warm_prefill_equals_cold(model_name, chunks):
+@pytest.fixture
+def whole_chunks_only(model_name):
+    """The engine with the any-position rule off, as for a model that failed its proof."""
     engine = load_location(resolve_model(model_name)).engine
+    proven = engine.slots.reuse.any_position
+    engine.slots.reuse.any_position = False
+    yield engine
+    engine.slots.reuse.any_position = proven
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3])
+def test_warm_prefill_equals_cold(model_name, whole_chunks_only, chunks):
+    engine = whole_chunks_only
     prompt = _prompt(engine, chunks, " Question: what did the keeper see?")
     other = _prompt(engine, chunks, " Question: who built the tower?")
     engine.slots.reuse.verdict = False
@@ -40,6 +50,39 @@ def test_warm_prefill_equals_cold(model_name, chunks):
     assert engine.slots.reuse.verdict is True
     assert events[-1].prompt_reused == chunks * 512
     assert warm == cold
+
+
+def test_the_bundled_models_verdicts():
+    """SmolLM2 computes a row the same beside any rows of its sequence; Gemma-3's repacked
+    Q4_K kernels do not (this build), so it keeps to whole chunks."""
+    smollm = load_location(resolve_model("smollm2-135m"))
+    gemma = load_location(resolve_model("gemma3-270m"))
+    assert smollm.info()["prefix_reuse"] == "any position"
+    assert gemma.info()["prefix_reuse"].startswith("whole chunks")
+
+
+@pytest.mark.parametrize(
+    ("shared", "tails"),
+    [
+        ("Here is a short story about", (" a fox (#1):", " a lighthouse (#2):")),
+        (SENTENCE * 70, (" Who lit the lamp?", " What did the keeper see?")),  # > one chunk
+        ("A", ("B", "C")),  # nothing but the first token in common
+    ],
+)
+def test_a_shared_prefix_goes_on_exactly(model_name, shared, tails):
+    engine = load_location(resolve_model(model_name)).engine
+    first, second = (shared + tail for tail in tails)
+    engine.slots.reset()
+    _, cold = _run(second, model_name)
+    engine.slots.reset()
+    _run(first, model_name)
+    events, warm = _run(second, model_name)
+    assert warm == cold
+    reused = events[-1].prompt_reused
+    if engine.slots.reuse.any_position:
+        assert reused > 0 or len(shared) == 1
+    else:
+        assert reused % 512 == 0
 
 
 def test_short_new_prompts_reuse_nothing():

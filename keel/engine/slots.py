@@ -2,18 +2,18 @@
 
 Each slot remembers the last prompt prefilled into it and the logits after its last
 token, so the same prompt again (another seed, a retry) needs no prefill at all, and a
-prompt sharing whole leading chunks with it decodes only the rest (see prefix.py).
+prompt sharing a prefix with it decodes only the rest, where prefix.py's rules allow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 
 import numpy as np
 
 from ..errors import GenerationError
 from .context import CHUNK, LlamaContext
-from .prefix import PrefixReuse, reusable_chunks
+from .prefix import PrefixReuse, continuation_start, reusable_chunks
 
 
 class Slots:
@@ -35,16 +35,24 @@ class Slots:
             self.clear(slot)
 
     def rewind(self, slot: int, length: int) -> bool:
-        """Drop the slot's KV from `length` on (its generated tokens), keeping the prompt."""
+        """Drop the slot's KV from `length` on (e.g. its generated tokens)."""
         return self._context.forget(slot, length)
 
     def reusable_tokens(self, tokens: list[int], slot: int) -> int:
         """How many leading prompt tokens a prefill on `slot` could take from its KV."""
         if tokens == self._prompt[slot]:
             return len(tokens)
+        return self._continuable(tokens, slot)[0]
+
+    def _continuable(self, tokens: list[int], slot: int) -> tuple[int, bool]:
+        """Where a prefill of `tokens` could start on `slot` by prefix.py's rules, and
+        whether that rule is proven already."""
+        held = self._prompt[slot]
+        if self.reuse.any_position and (first := continuation_start(tokens, held)):
+            return first, True
         if not self.reuse.allowed:
-            return 0
-        return reusable_chunks(tokens, self._prompt[slot]) * CHUNK
+            return 0, True
+        return reusable_chunks(tokens, held) * CHUNK, bool(self.reuse.verdict)
 
     def prompt_logits(self, slot: int) -> np.ndarray:
         """The logits after the slot's prompt (a copy kept for exact-prompt reuse)."""
@@ -53,51 +61,59 @@ class Slots:
             raise GenerationError(f"slot {slot} holds no prefilled prompt")
         return logits
 
-    def _prefill_chunks(self, tokens: list[int], first_chunk: int, slot: int) -> Iterator[None]:
-        """Decode the prompt from `first_chunk` on, pausing (yield) between chunks so the
-        worker can decode other sequences meanwhile; their KV streams are separate, so the
-        pauses change nothing."""
-        if first_chunk == 0:
+    def _prefill_chunks(
+        self, tokens: list[int], first: int, slot: int
+    ) -> Generator[None, None, int]:
+        """Decode the prompt from token `first` on (the KV before it is kept, or all of it
+        is decoded if llama.cpp cannot cut the KV there) in CHUNKs aligned at position 0,
+        the first one cut short at `first`, pausing (yield) between chunks so the worker
+        can decode other sequences meanwhile; their KV streams are separate, so the pauses
+        change nothing. Returns the first token decoded."""
+        if first == 0 or not self.rewind(slot, first):
             self.clear(slot)
-        else:
-            self.rewind(slot, first_chunk * CHUNK)
+            first = 0
         self._prompt[slot] = []  # until the last chunk is in, nothing is reusable
         self._prompt_logits[slot] = None
-        for index, start in enumerate(range(first_chunk * CHUNK, len(tokens), CHUNK)):
+        starts = [first, *range((first // CHUNK + 1) * CHUNK, len(tokens), CHUNK)]
+        for index, start in enumerate(starts):
             if index:
                 yield
-            chunk = tokens[start : start + CHUNK]
+            chunk = tokens[start : (start // CHUNK + 1) * CHUNK]
             self._context.decode(
                 [(t, start + i, slot) for i, t in enumerate(chunk)], all_logits=False
             )
         self._prompt[slot] = list(tokens)
         self._prompt_logits[slot] = self._context.logits().copy()
+        return first
 
-    def _prefill_from(self, tokens: list[int], first_chunk: int, slot: int) -> None:
-        for _ in self._prefill_chunks(tokens, first_chunk, slot):
+    def prefill_from(self, tokens: list[int], first: int, slot: int) -> None:
+        """Decode `tokens` from token `first` on, keeping the slot's KV before it (no
+        checks: callers are the proofs that decide whether that is exact)."""
+        for _ in self._prefill_chunks(tokens, first, slot):
             pass
 
     def _warm_equals_cold(self, tokens: list[int], chunks: int, slot: int) -> bool:
         """Compare the last logits of a cold prefill with a warm one made after a generated
         token polluted the slot's KV."""
-        self._prefill_from(tokens, 0, slot)
+        self.prefill_from(tokens, 0, slot)
         cold = self._context.logits().copy()
         self._context.decode([(int(np.argmax(cold)), len(tokens), slot)], all_logits=True)
-        self._prefill_from(tokens, chunks, slot)
+        self.prefill_from(tokens, chunks * CHUNK, slot)
         return bool(np.array_equal(cold, self._context.logits()))
 
     def prefill_steps(self, tokens: list[int], slot: int) -> Generator[None, None, int]:
-        """Feed the prompt into `slot` in fixed, aligned CHUNKs, pausing between chunks and
-        reusing whole chunks already in the slot's KV where this model and build proved that
-        safe. The same whole prompt as the slot's last one is not decoded at all. Returns
-        the reused token count; prompt_logits(slot) then has the logits."""
+        """Feed the prompt into `slot` in CHUNKs, pausing between chunks and reusing the
+        slot's KV where this model and build proved that exact (prefix.py). The same whole
+        prompt as the slot's last one is not decoded at all. Returns the reused token count;
+        prompt_logits(slot) then has the logits."""
         if tokens == self._prompt[slot] and self.rewind(slot, len(tokens)):
             return len(tokens)
-        chunks = reusable_chunks(tokens, self._prompt[slot]) if self.reuse.allowed else 0
-        if chunks and not self.reuse.settle(lambda: self._warm_equals_cold(tokens, chunks, slot)):
-            chunks = 0
-        yield from self._prefill_chunks(tokens, chunks, slot)  # failing leaves nothing reusable
-        return chunks * CHUNK
+        first, proven = self._continuable(tokens, slot)
+        if first and not proven:
+            chunks = first // CHUNK
+            if not self.reuse.settle(lambda: self._warm_equals_cold(tokens, chunks, slot)):
+                first = 0
+        return (yield from self._prefill_chunks(tokens, first, slot))  # a failure keeps nothing
 
     def prefill(self, tokens: list[int], slot: int) -> int:
         """prefill_steps without pauses."""

@@ -9,7 +9,7 @@ from keel.channel import Channel
 from keel.config import settings
 from keel.engine.batching import batch_groups
 from keel.engine.context import CHUNK
-from keel.engine.prefix import reusable_chunks
+from keel.engine.prefix import continuation_start, reusable_chunks
 from keel.prompt import fit_context
 from keel.structured import JsonTagFilter, json_body
 
@@ -85,6 +85,20 @@ def test_reusable_chunks_counts_whole_shared_chunks_but_never_the_last():
     assert reusable_chunks(b, a) == 1
     assert reusable_chunks(a, a[: CHUNK + 3]) == 1  # a partial chunk never counts
     assert reusable_chunks(a, []) == 0
+
+
+def test_continuation_starts_after_the_shared_prefix_but_never_leaves_a_lone_token():
+    a = list(range(3 * CHUNK + 5))
+    assert continuation_start([*a[:40], -1, -2, -3], a) == 40
+    assert continuation_start(a[:40], a) == 38  # not the last token alone: the last two
+    assert continuation_start([*a[:40], -1], a) == 39
+    assert continuation_start([-1, *a[1:40]], a) == 0
+    assert continuation_start(a, []) == 0
+    assert continuation_start(a[:10], a[:5]) == 5
+    # a lone token in a chunk of its own, as in the cold prefill: kept
+    assert continuation_start(a[: CHUNK + 1], a) == CHUNK
+    # a chunk cut short to one token where the cold chunk holds more: one earlier
+    assert continuation_start([*a[: CHUNK - 1], -1, *a[CHUNK:]], a) == CHUNK - 2
 
 
 # -- the channel between the worker and its consumers ------------------------------------
