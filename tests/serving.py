@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -49,19 +50,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(command: list[str], health_url: str, env: dict | None = None):
-    """Run a server in its own process until `health_url` answers 200; stop it after."""
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def server_process(
+    command: list[str], health_url: str, env: dict | None = None, log: Path | None = None
+):
+    """Run a server in its own process until `health_url` answers 200; stop it after. Its
+    output goes to `log` (a file: a pipe nobody reads would fill and block it)."""
+    own_log = log is None
+    log = log or Path(tempfile.mkstemp(prefix="keel-server-", suffix=".log")[1])
+    with open(log, "w") as sink:
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 120
     try:
         while True:
-            assert process.poll() is None, f"server exited: {process.stderr.read()[-2000:]}"
+            assert process.poll() is None, f"server exited: {log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, "server did not become healthy"
             try:
                 if httpx.get(health_url, timeout=2).status_code == 200:
@@ -76,16 +79,18 @@ def server_process(command: list[str], health_url: str, env: dict | None = None)
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        if own_log:
+            log.unlink(missing_ok=True)
 
 
 @contextmanager
-def keel_serve(*arguments: str, env: dict | None = None):
+def keel_serve(*arguments: str, env: dict | None = None, log: Path | None = None):
     """`keel serve` as a user starts it, in its own process; yields its root URL."""
     port = free_port()
     keel = str(Path(sys.executable).with_name("keel"))
     command = [keel, "serve", "--port", str(port), "--log-level", "warning", *arguments]
     url = f"http://127.0.0.1:{port}"
-    with server_process(command, f"{url}/health", env):
+    with server_process(command, f"{url}/health", env, log):
         yield url
 
 
