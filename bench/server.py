@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +67,15 @@ def free_port() -> int:
 
 @contextmanager
 def serving(command: list[str], env: dict) -> Iterator[str]:
+    """A server in its own process; yields its URL."""
+    with server_process(command, env) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(command: list[str], env: dict) -> Iterator[tuple[str, subprocess.Popen]]:
     """A server in its own process; its log goes to a file (a pipe nobody reads would
-    fill and block it)."""
+    fill and block it). Yields its URL and process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server process)
@@ -94,7 +101,7 @@ def serving(command: list[str], env: dict) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command[0]} did not come up")
             time.sleep(0.25)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -167,13 +174,18 @@ def load(
             while time.perf_counter() < stop_at:
                 one_request(client, url, next(counter), tally, model)
 
+    return tally, in_threads(clients, client_loop)
+
+
+def in_threads(count: int, work: Callable[[], None]) -> float:
+    """Run `work` in `count` threads at once; the seconds until all have returned."""
     started = time.perf_counter()
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    threads = [threading.Thread(target=work) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return tally, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def alone(url: str, indices: list[int]) -> dict[int, str]:

@@ -368,6 +368,24 @@ def models_preload(names: tuple[str, ...]) -> None:
     default=None,
     help="Allow serving a best-effort remote model (e.g. --model openai:gpt-4o-mini).",
 )
+@click.option(
+    "--head-timeout",
+    type=float,
+    default=None,
+    help="Seconds a request's line and headers may take to arrive (default 10).",
+)
+@click.option(
+    "--body-timeout", type=float, default=None, help="Seconds a request body may take (30)."
+)
+@click.option(
+    "--send-timeout",
+    type=float,
+    default=None,
+    help="Seconds a streaming client may read nothing before it is dropped (30).",
+)
+@click.option(
+    "--max-connections", type=int, default=None, help="Open connections before 503 (1024)."
+)
 @click.option("--log-level", default="info", show_default=True)
 @_errors_as_one_line
 def serve(
@@ -379,12 +397,17 @@ def serve(
     max_prompt_chars: int | None,
     max_body_bytes: int | None,
     unsafe_mode: bool | None,
+    head_timeout: float | None,
+    body_timeout: float | None,
+    send_timeout: float | None,
+    max_connections: int | None,
     log_level: str,
 ) -> None:
     """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
     import uvicorn
 
     from .server import ServerConfig, create_app
+    from .server.protocol import deadline_protocol
 
     config = ServerConfig.from_env(
         model=model,
@@ -393,5 +416,18 @@ def serve(
         max_prompt_chars=max_prompt_chars,
         max_body_bytes=max_body_bytes,
         unsafe_mode=unsafe_mode,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        send_timeout=send_timeout,
+        max_connections=max_connections,
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=deadline_protocol(config.head_timeout),
+        ws_max_size=config.max_body_bytes,
+        limit_concurrency=config.max_connections,
+        timeout_keep_alive=5,
+    )

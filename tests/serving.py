@@ -51,15 +51,24 @@ def free_port() -> int:
 
 @contextmanager
 def server_process(
-    command: list[str], health_url: str, env: dict | None = None, log: Path | None = None
+    command: list[str],
+    health_url: str,
+    env: dict | None = None,
+    log: Path | None = None,
+    preexec_fn=None,
 ):
-    """Run a server in its own process until `health_url` answers 200; stop it after. Its
-    output goes to `log` (a file: a pipe nobody reads would fill and block it)."""
+    """Run a server in its own process until `health_url` answers 200; stop it after.
+    Yields the process. Its output goes to `log` (a file: a pipe nobody reads would fill
+    and block it)."""
     own_log = log is None
     log = log or Path(tempfile.mkstemp(prefix="keel-server-", suffix=".log")[1])
     with open(log, "w") as sink:
         process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, **(env or {})},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
     deadline = time.monotonic() + 120
     try:
@@ -72,7 +81,7 @@ def server_process(
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -86,12 +95,21 @@ def server_process(
 @contextmanager
 def keel_serve(*arguments: str, env: dict | None = None, log: Path | None = None):
     """`keel serve` as a user starts it, in its own process; yields its root URL."""
+    with keel_serve_process(*arguments, env=env, log=log) as (url, _):
+        yield url
+
+
+@contextmanager
+def keel_serve_process(
+    *arguments: str, env: dict | None = None, log: Path | None = None, preexec_fn=None
+):
+    """`keel serve` in its own process; yields its root URL and the process."""
     port = free_port()
     keel = str(Path(sys.executable).with_name("keel"))
     command = [keel, "serve", "--port", str(port), "--log-level", "warning", *arguments]
     url = f"http://127.0.0.1:{port}"
-    with server_process(command, f"{url}/health", env, log):
-        yield url
+    with server_process(command, f"{url}/health", env, log, preexec_fn) as process:
+        yield url, process
 
 
 @contextmanager

@@ -153,12 +153,16 @@ class ResultCache:
                     if attempt == 0 and _is_corruption(exc):
                         self._move_aside(exc)
                         continue
-                    warn_caller(f"keel's result cache is unavailable: {exc}")
-                    return default
+                    return self._failed(exc, default)
                 except OSError as exc:
-                    warn_caller(f"keel's result cache is unavailable: {exc}")
-                    return default
+                    return self._failed(exc, default)
             return default
+
+    def _failed(self, exc: Exception, default: T) -> T:
+        global _errors
+        _errors += 1
+        warn_caller(f"keel's result cache is unavailable: {exc}")
+        return default
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -318,6 +322,13 @@ class ResultCache:
 _caches: dict[tuple[Path, CacheConfig], ResultCache] = {}
 _by_settings: dict[tuple[int, Settings], ResultCache | None] = {}
 _caches_lock = threading.Lock()
+_errors = 0  # failed cache operations in this process (skipped, never raised)
+
+
+def cache_errors() -> int:
+    """How many cache reads or writes failed (disk full, read-only, deleted...) and were
+    skipped, for the server's metrics."""
+    return _errors
 
 
 def result_cache(current: Settings | None = None) -> ResultCache | None:

@@ -57,7 +57,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     for module in (native, openai_api, ops):
         app.include_router(module.router)
     app.add_middleware(
-        GuardMiddleware, api_key=config.api_key, max_body_bytes=config.max_body_bytes
+        GuardMiddleware,
+        api_key=config.api_key,
+        max_body_bytes=config.max_body_bytes,
+        body_timeout=config.body_timeout,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -17,6 +17,11 @@ class ServerConfig:
     max_tokens: int = 2048  # the most new tokens one request may ask for
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 15.0  # SSE comment interval on idle streams
+    head_timeout: float = 10.0  # a request's line and headers must arrive within this
+    body_timeout: float = 30.0  # and its body within this
+    send_timeout: float = 30.0  # a client that reads nothing this long is dropped
+    max_connections: int = 1024  # beyond it, new requests get 503
+    ws_backlog: int = 8  # requests one WebSocket may queue behind the running one
     unsafe_mode: bool = False  # may serve a best-effort remote model (or KEEL_UNSAFE_MODE=1)
 
     @classmethod

@@ -3,6 +3,7 @@ WebSockets and streaming bodies are covered too)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Iterable
@@ -50,8 +51,11 @@ def _presented_key(scope: Scope) -> str | None:
 
 
 class GuardMiddleware:
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
-        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+    def __init__(
+        self, app: ASGIApp, api_key: str | None, max_body_bytes: int, body_timeout: float
+    ) -> None:
+        self.app, self.api_key = app, api_key
+        self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -78,12 +82,24 @@ class GuardMiddleware:
             return await _reply(send, 413, too_large, "body_too_large")
         received = 0
         started = False
+        body_done = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        too_slow = f"the request body did not arrive within {self.body_timeout:g} s"
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            """The body's parts, within the size limit and the body deadline (after the
+            body, receive() only waits for a disconnect, for as long as a stream runs)."""
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+            except TimeoutError:
+                raise HTTPException(408, too_slow) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:  # FastAPI passes HTTPException through body parsing
                     raise HTTPException(413, too_large)
             return message
@@ -96,6 +112,9 @@ class GuardMiddleware:
         try:
             await self.app(scope, counted, tracked)
         except HTTPException as exc:
-            if started or exc.status_code != 413:
+            if started or exc.status_code not in (408, 413):
                 raise
-            await _reply(send, 413, too_large, "body_too_large")
+            if exc.status_code == 408:
+                await _reply(send, 408, too_slow, "body_timeout", [(b"connection", b"close")])
+            else:
+                await _reply(send, 413, too_large, "body_too_large")

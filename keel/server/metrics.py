@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..cache import cache_errors
 from ..events import GenerationResponse
 from ..loaded import loaded_models
 
@@ -28,9 +29,10 @@ _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
 class _WorkerGauges:
-    """Queue and slot occupancy of every loaded model, read when scraped."""
+    """Queue and slot occupancy of every loaded model, and the cache's failures, read when
+    scraped."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         waiting = GaugeMetricFamily(
             "keel_queue_waiting", "Requests waiting for a slot", labels=["model"]
         )
@@ -42,6 +44,11 @@ class _WorkerGauges:
             running.add_metric([loaded.identity.name], loaded.worker.busy)
         yield waiting
         yield running
+        yield CounterMetricFamily(
+            "keel_cache_errors",
+            "Result-cache reads or writes that failed and were skipped",
+            value=cache_errors(),
+        )
 
 
 class Metrics:

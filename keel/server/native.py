@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from time import perf_counter
 from typing import Any
@@ -12,7 +13,6 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 
 from ..errors import GenerationError, KeelError
 from ..events import COMPLETED, FinishReason, GenerationResponse
@@ -21,8 +21,10 @@ from ..summary import stats, summary
 from .errors import ERROR_RESPONSES, RequestError, describe, first_invalid
 from .gateway import Gateway
 from .schemas import GenerateRequest
+from .sse import event_stream
 
 router = APIRouter()
+log = logging.getLogger("keel.server")
 
 _HINTS = {
     "structured_output_failed": [
@@ -127,11 +129,7 @@ async def stream(body: GenerateRequest, request: Request) -> EventSourceResponse
     gateway: Gateway = request.app.state.gateway
     model, options = _options(gateway, body)
     handle = await gateway.start(body.prompt, **options)  # refusals are plain JSON errors
-    return EventSourceResponse(
-        _sse_events(gateway, handle, model, body.logprobs),
-        ping=gateway.config.keepalive_seconds,
-        background=BackgroundTask(handle.close),  # also if the stream never started
-    )
+    return event_stream(gateway, handle, _sse_events(gateway, handle, model, body.logprobs))
 
 
 # -- WebSocket ----------------------------------------------------------------------------
@@ -154,15 +152,23 @@ def _is_cancel(message: Any) -> bool:
 async def _watch(
     websocket: WebSocket, handle: GenerationHandle, backlog: asyncio.Queue[Any]
 ) -> None:
-    """Read client messages during a generation: cancel it, or keep the next request. A
-    client that goes away cancels it too."""
+    """Read client messages during a generation: cancel it, or keep the next request (up
+    to the backlog's size; more are refused one by one). A client that goes away cancels
+    it too."""
     try:
         while True:
             message = await _receive(websocket)
             if _is_cancel(message):
                 handle.cancel()
+            elif backlog.full():
+                await _send_error(
+                    websocket,
+                    "too_many_requests",
+                    f"{backlog.maxsize} requests already wait on this socket; send the next "
+                    "one after an answer ends",
+                )
             else:
-                await backlog.put(message)
+                backlog.put_nowait(message)
     except (WebSocketDisconnect, RuntimeError):
         handle.cancel()
 
@@ -198,7 +204,7 @@ async def _serve_one(
                 reply["finish_reason"] = event.finish_reason
                 reply["stats"] = stats(event)
                 reply["fingerprint"] = event.fingerprint.digest if event.fingerprint else None
-            await websocket.send_json(reply)
+            await asyncio.wait_for(websocket.send_json(reply), gateway.config.send_timeout)
     except KeelError as exc:
         await _send_error(websocket, describe(exc)[2], str(exc))
     finally:
@@ -212,7 +218,7 @@ async def websocket_route(websocket: WebSocket) -> None:
     with finish_reason. Send {"type": "cancel"} to stop; then send the next request."""
     await websocket.accept()
     gateway: Gateway = websocket.app.state.gateway
-    backlog: asyncio.Queue[Any] = asyncio.Queue()
+    backlog: asyncio.Queue[Any] = asyncio.Queue(maxsize=gateway.config.ws_backlog)
     try:
         while True:
             message = backlog.get_nowait() if not backlog.empty() else None
@@ -222,3 +228,7 @@ async def websocket_route(websocket: WebSocket) -> None:
                 await _serve_one(websocket, gateway, message, backlog)
     except (WebSocketDisconnect, RuntimeError, OSError):
         return  # the client went away
+    except TimeoutError:  # it stopped reading: its buffers are full
+        log.warning(
+            "closed a WebSocket whose client read nothing for %g s", gateway.config.send_timeout
+        )

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 
 from ..errors import KeelError
 from ..events import Fingerprint, FinishReason, GenerationResponse
@@ -31,6 +29,7 @@ from .schemas import (
     KeelControls,
     OpenAIRequest,
 )
+from .sse import event_stream
 
 router = APIRouter()
 # OpenAI has no words for a stop string or a cancel: both read as "stop".
@@ -212,11 +211,7 @@ async def _respond(
     model = body.model
     if body.stream:
         handle = await gateway.start(prompt, **options)
-        return EventSourceResponse(
-            _stream(gateway, handle, model, body, chat),
-            ping=gateway.config.keepalive_seconds,
-            background=BackgroundTask(handle.close),  # also if the stream never started
-        )
+        return event_stream(gateway, handle, _stream(gateway, handle, model, body, chat))
     outcome = await gateway.run(model, prompt, **options)
     result = outcome.result
     content = _content(result.text, options.get("response_format") is not None)

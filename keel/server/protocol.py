@@ -1,0 +1,68 @@
+"""uvicorn's h11 protocol with a deadline for each request head.
+
+uvicorn times out idle keep-alive connections but not a client that sends its request
+line and headers a byte at a time (slowloris): such a connection would stay open for good,
+and enough of them exhaust the server's file descriptors. Here every request head must
+arrive whole within `head_timeout` seconds of its first byte (or of the connection), else
+the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+
+class HeadDeadlineProtocol(H11Protocol):
+    head_timeout = 10.0
+
+    def __init__(
+        self, config: Config, server_state: ServerState, app_state: dict[str, Any], **kw: Any
+    ) -> None:
+        super().__init__(config, server_state, app_state, **kw)
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._between_requests():
+            self._arm()
+        super().data_received(data)
+        if not self._between_requests():
+            self._disarm()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._between_requests() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def deadline_protocol(head_timeout: float) -> type[HeadDeadlineProtocol]:
+    """The protocol class for uvicorn's `http=` with this server's head timeout."""
+    return type("HeadDeadlineProtocol", (HeadDeadlineProtocol,), {"head_timeout": head_timeout})
