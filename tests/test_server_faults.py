@@ -5,9 +5,13 @@ while serving). Generation goes on, answers stay the same, the cache stays whole
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
+import shutil
 import signal
+import socket
 import sqlite3
+import time
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -28,14 +32,11 @@ def body(index: int, max_tokens: int = 16) -> dict:
     }
 
 
-def library_text(index: int, max_tokens: int = 16) -> str:
+def library_text(index: int, max_tokens: int = 16, model: str = MODEL) -> str:
     """The same request through the library (the tests run it with the cache off)."""
     request = body(index, max_tokens)
     return keel.generate(
-        request.pop("prompt"),
-        model=MODEL,
-        max_new_tokens=request.pop("max_tokens"),
-        **request,
+        request.pop("prompt"), model=model, max_new_tokens=request.pop("max_tokens"), **request
     )
 
 
@@ -136,3 +137,90 @@ def test_the_cache_file_deleted_while_serving(tmp_path):
         health = httpx.get(f"{url}/health")
     assert health.status_code == 200
     assert again == [first, library_text(3)]
+
+
+def test_a_model_file_deleted_or_replaced_after_load(tmp_path):
+    from keel.models import resolve_model
+
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(resolve_model(MODEL).path, path)
+    with keel_serve("--model", str(path), env={"KEEL_CACHE": "0"}) as url:
+        before = httpx.post(f"{url}/v1/generate", json=body(1), timeout=60).json()
+        path.unlink()
+        gone = httpx.post(f"{url}/v1/generate", json=body(1), timeout=60)
+        health = httpx.get(f"{url}/health")
+        shutil.copyfile(resolve_model("gemma3-270m").path, path)
+        replaced = httpx.post(f"{url}/v1/generate", json=body(1), timeout=120).json()
+    assert gone.status_code == 503, gone.text
+    assert gone.json()["error"]["code"] == "model_not_available"
+    assert f"{str(path)!r} does not exist" in gone.json()["error"]["message"]
+    assert health.status_code == 200 and health.json()["models"]
+    assert replaced["fingerprint"] != before["fingerprint"]
+    assert replaced["text"] == library_text(1, model="gemma3-270m")
+
+
+def prompt_tokens(url: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("keel_prompt_tokens_total"):
+            total += float(line.split()[-1])
+    return total
+
+
+def post_then_hang_up(url: str, request: dict) -> socket.socket:
+    """A plain POST whose client will close the connection before the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    payload = json.dumps(request).encode()
+    sock.sendall(
+        b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return sock
+
+
+async def occupy_then_abandon(url: str, running: int, waiting: int) -> float:
+    """`running` long streams fill the slots; `waiting` streams and as many plain requests
+    queue behind them and their clients leave; then the long ones leave too. Returns the
+    seconds from the last client leaving to the server being idle."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        # a regex keeps them from ending early: their slots stay busy until they leave
+        endless = [
+            {**body(200 + i, max_tokens=1000), "regex": "(ab ){400}"} for i in range(running)
+        ]
+        long = [client.stream("POST", f"{url}/v1/stream", json=request) for request in endless]
+        opened = [await stream.__aenter__() for stream in long]
+        lines = [response.aiter_lines() for response in opened]  # kept open: still reading
+        for reader in lines:  # each has its first token: every slot is busy
+            while not (await anext(reader)).startswith("data:"):
+                pass
+        for i in range(waiting):
+            request = body(300 + i, max_tokens=1000)
+            async with client.stream("POST", f"{url}/v1/stream", json=request) as response:
+                assert response.status_code == 200  # queued; then the client goes
+        plain = [post_then_hang_up(url, body(400 + i, max_tokens=1000)) for i in range(waiting)]
+        await asyncio.sleep(0.5)  # queued, and then their clients are gone
+        for sock in plain:
+            sock.close()
+        await asyncio.sleep(0.2)
+        for stream in long:
+            await stream.__aexit__(None, None, None)
+    left = time.perf_counter()
+    deadline = left + 30
+    while time.perf_counter() < deadline:
+        models = httpx.get(f"{url}/health").json()["models"]
+        if all(m["running"] == 0 and m["waiting"] == 0 for m in models):
+            return time.perf_counter() - left
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server did not become idle")
+
+
+def test_waiting_requests_whose_clients_left_are_never_generated():
+    with keel_serve("--model", MODEL, env={"KEEL_CACHE": "0"}) as url:
+        before = prompt_tokens(url)
+        settle = asyncio.run(occupy_then_abandon(url, running=8, waiting=16))
+        prefilled = prompt_tokens(url) - before
+        one_prompt = generate(url, 200, max_tokens=1)["stats"]["prompt_tokens"]
+    assert settle < 2.0  # 32 generations of 1,000 tokens would take minutes
+    assert 8 <= prefilled <= 8 * (one_prompt + 2)  # only the 8 that ran were prefilled

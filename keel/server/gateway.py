@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import Request
+
 from ..api import start_generation
 from ..config import settings
 from ..errors import UnknownModelError
@@ -19,6 +21,7 @@ from ..params import DEFAULT_MAX_NEW_TOKENS
 from ..remote.target import is_remote, remote_target, require_opt_in
 from .config import ServerConfig
 from .errors import RequestError
+from .limits import check_request
 from .metrics import Metrics
 
 
@@ -86,6 +89,7 @@ class Gateway:
 
     async def start(self, prompt: str | None, **options: Any) -> GenerationHandle:
         """Validate, look up the cache and queue, off the event loop (it may load a model)."""
+        check_request(options)
         return await asyncio.to_thread(start_generation, prompt, **options)
 
     async def events(
@@ -102,10 +106,26 @@ class Gateway:
             reason = last.finish_reason if last and last.finish_reason else FinishReason.CANCELLED
             self.metrics.generation(label, last, reason)
 
-    async def run(self, label: str, prompt: str | None, **options: Any) -> Outcome:
-        """Generate to the end; `label` names the model in metrics."""
+    async def run(
+        self, label: str, prompt: str | None, client: Request | None = None, **options: Any
+    ) -> Outcome:
+        """Generate to the end; `label` names the model in metrics. If `client` goes away
+        first (it waits for a whole answer, so nothing else would notice), the generation
+        is cancelled, or skipped if it was still waiting for a slot."""
         handle = await self.start(prompt, **options)
+        watcher = asyncio.create_task(_cancel_when_gone(client, handle)) if client else None
         last = None
-        async for event in self.events(handle, label):
-            last = event
+        try:
+            async for event in self.events(handle, label):
+                last = event
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         return Outcome(await handle.aresult(), last)
+
+
+async def _cancel_when_gone(client: Request, handle: GenerationHandle) -> None:
+    """The body is read, so the next message is the disconnect, whenever it happens."""
+    while (await client.receive())["type"] != "http.disconnect":
+        pass
+    handle.cancel()

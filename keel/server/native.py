@@ -61,7 +61,7 @@ async def generate(body: GenerateRequest, request: Request) -> dict[str, Any]:
     """Generate to the end; the text, token ids, logprobs, stats and fingerprint."""
     gateway: Gateway = request.app.state.gateway
     model, options = _options(gateway, body)
-    outcome = await gateway.run(model, body.prompt, **options)
+    outcome = await gateway.run(model, body.prompt, request, **options)
     return summary(outcome.result, outcome.last)
 
 

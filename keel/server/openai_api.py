@@ -203,6 +203,7 @@ async def _stream(
 
 async def _respond(
     gateway: Gateway,
+    client: Request,
     body: OpenAIRequest,
     prompt: str | None,
     options: dict[str, Any],
@@ -212,7 +213,7 @@ async def _respond(
     if body.stream:
         handle = await gateway.start(prompt, **options)
         return event_stream(gateway, handle, _stream(gateway, handle, model, body, chat))
-    outcome = await gateway.run(model, prompt, **options)
+    outcome = await gateway.run(model, prompt, client, **options)
     result = outcome.result
     content = _content(result.text, options.get("response_format") is not None)
     finish = _FINISH[result.finish_reason]
@@ -253,7 +254,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     options = {"raw": True, **_common(gateway, body, body.prompt, body.max_tokens)}
     if body.logprobs is not None:
         options.update(include_logprobs=True, top_logprobs=body.logprobs)
-    return await _respond(gateway, body, body.prompt, options, chat=False)
+    return await _respond(gateway, request, body, body.prompt, options, chat=False)
 
 
 def _message_text(message: ChatMessage) -> str:
@@ -283,7 +284,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     options["messages"] = messages
     if body.logprobs:
         options.update(include_logprobs=True, top_logprobs=body.top_logprobs or 0)
-    return await _respond(gateway, body, None, options, chat=True)
+    return await _respond(gateway, request, body, None, options, chat=True)
 
 
 @router.get("/v1/models")
