@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/server.py
+	$(PY) bench/soak.py
 	$(PY) bench/remote.py
 
 clean:

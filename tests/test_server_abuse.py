@@ -4,6 +4,7 @@ answer where one can still be sent, and a well-behaved client beside them is una
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -128,8 +129,6 @@ async def _flood(url: str) -> tuple[int, int]:
 
 
 def test_websocket_flood_is_bounded_with_clear_errors(url):
-    import asyncio
-
     finished, refused = asyncio.run(_flood(url))
     assert finished >= 9 and refused >= 1 and finished + refused == 30
     assert idle(url, within=10)
@@ -146,7 +145,35 @@ async def _oversized(url: str) -> int:
 
 
 def test_websocket_oversized_frame_closes_with_1009(url):
-    import asyncio
-
     assert asyncio.run(_oversized(url)) == 1009
     assert quick_answer(url) < 5
+
+
+async def _ws_never_read(url: str) -> None:
+    request = {
+        "prompt": "Tell a long story.", "max_tokens": 1500, "temperature": 0.9,
+        "logprobs": True, "top_logprobs": 20,
+    }  # fmt: skip
+    # max_queue=1: the client library buffers one message, then stops reading the socket
+    async with websockets.connect(url.replace("http", "ws") + "/v1/ws", max_queue=1) as ws:
+        await ws.send(json.dumps(request))
+        await asyncio.sleep(1.0)
+        assert quick_answer(url) < 5  # served beside it
+        assert idle(url, within=60), "the unread WebSocket still holds its slot"
+
+
+def test_a_websocket_nobody_reads_is_dropped_and_frees_its_slot(url):
+    asyncio.run(_ws_never_read(url))
+
+
+def test_prompts_and_budgets_beyond_the_context_are_cut_and_flagged(url):
+    long = httpx.post(
+        f"{url}/v1/generate", json={"prompt": "word " * 3000, "max_tokens": 4}, timeout=60
+    )
+    assert long.status_code == 200 and long.json()["stats"]["prompt_truncated"] is True
+    # a prompt that fits alone, but not with its budget: the prompt's start gives way
+    request = {"prompt": "word " * 2030, "max_tokens": 48, "temperature": 0.9}
+    budget = httpx.post(f"{url}/v1/generate", json=request, timeout=120).json()
+    stats = budget["stats"]
+    assert stats["prompt_truncated"] is True and stats["generation_tokens"] <= 48
+    assert stats["prompt_tokens"] + 48 <= 2048
