@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/concurrency.py
 	$(PY) bench/server.py
 	$(PY) bench/soak.py
+	$(PY) bench/batch.py
 	$(PY) bench/remote.py
 
 clean:

@@ -16,6 +16,7 @@ from .api import (
     stream_generate,
     stream_tokens,
 )
+from .batch import BatchInputError, BatchResult, generate_batch, iter_batch
 from .cache import configure_cache
 from .errors import (
     GenerationError,
@@ -44,6 +45,8 @@ from .params import DEFAULT_SEED
 
 __all__ = [
     "DEFAULT_SEED",
+    "BatchInputError",
+    "BatchResult",
     "Fingerprint",
     "FinishReason",
     "GenerationError",
@@ -73,11 +76,13 @@ __all__ = [
     "astream_generate",
     "configure_cache",
     "generate",
+    "generate_batch",
     "generate_choice",
     "generate_iter",
     "generate_json",
     "generate_regex",
     "generate_streaming",
+    "iter_batch",
     "preload_models",
     "start_generation",
     "stream_generate",

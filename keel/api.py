@@ -28,7 +28,7 @@ from .prompt import prepare_prompt
 from .sources import EventSource, Precomputed
 from .structured import Constraint, ConstraintKind, build_constraint, open_session
 
-_LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
+LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
 _calls = CallMemo()
 
@@ -92,22 +92,62 @@ class _Prepared:
     local_model: ModelIdentity | None  # whose file the call memo checks; None: remote
 
 
-def _prepare(options: dict[str, Any]) -> _Prepared:
-    """Validate everything, compile any constraint and find the model now, so bad input
-    fails at call time, before the caller starts iterating. A cache hit is replayed
-    without loading the model (or asking the remote server); otherwise the job goes to
-    the model's worker, or the request to the remote server."""
+@dataclass(frozen=True)
+class _Split:
+    location: dict[str, Any]
+    base_url: str | None
+    unsafe_mode: bool
+    use_cache: bool
+    constraint: Constraint | None
+
+
+def _split(options: dict[str, Any]) -> _Split:
+    """Take the location, remote, cache and constraint options out of `options` (what
+    is left are the sampling parameters), checking their types and compiling the
+    constraint."""
     unsafe_mode = options.pop("unsafe_mode", False)
     base_url = options.pop("base_url", None)
     use_cache = options.pop("cache", True)
     if not isinstance(use_cache, bool):
         raise InvalidParameterError(f"cache must be bool, got {use_cache!r}")
-    location = {key: options.pop(key, None) for key in _LOCATION_KEYS}
+    location = {key: options.pop(key, None) for key in LOCATION_KEYS}
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
     if not isinstance(unsafe_mode, bool):
         raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
+    return _Split(location, base_url, unsafe_mode, use_cache, constraint)
+
+
+def _local_params(constraint: Constraint | None, options: dict[str, Any]) -> GenerationParams:
+    return make_params(
+        constraint=constraint.key if constraint else "",
+        json_output=constraint is not None and constraint.kind is ConstraintKind.JSON,
+        **options,
+    )
+
+
+def check_request(prompt: str | None = None, **options: Any) -> None:
+    """Raise now what generate(prompt, **options) would refuse before generating (an
+    unknown or out-of-range parameter, an invalid schema or regex, an unknown model),
+    without generating, loading a model or asking a remote server: batch jobs check every
+    row this way before the first one runs."""
+    options = {"prompt": prompt, **options}
+    split = _split(options)
+    if remote.is_remote(split.location["model"]):
+        return  # its parameters are checked against the provider when the row runs
+    _local_params(split.constraint, options)
+    resolve_model(**split.location)
+
+
+def _prepare(options: dict[str, Any]) -> _Prepared:
+    """Validate everything, compile any constraint and find the model now, so bad input
+    fails at call time, before the caller starts iterating. A cache hit is replayed
+    without loading the model (or asking the remote server); otherwise the job goes to
+    the model's worker, or the request to the remote server."""
+    split = _split(options)
+    location, base_url, unsafe_mode = split.location, split.base_url, split.unsafe_mode
+    use_cache, constraint = split.use_cache, split.constraint
     current = settings()
     if remote.is_remote(location["model"]):
         call = remote.plan(location, base_url, unsafe_mode, constraint, options, current)
@@ -118,11 +158,7 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
         return _Prepared(handle, None)
     if base_url is not None:
         raise InvalidParameterError("base_url is for remote models ('provider:name') only")
-    params = make_params(
-        constraint=constraint.key if constraint else "",
-        json_output=constraint is not None and constraint.kind is ConstraintKind.JSON,
-        **options,
-    )
+    params = _local_params(constraint, options)
     try:
         identity = identify(resolve_model(**location))
     except ModelNotAvailableError:

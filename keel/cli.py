@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -42,9 +42,9 @@ MODEL_REPO = _parameter("model_repo")
 MODEL_FILENAME = _parameter("model_filename")
 
 
-def sampling_options(command: F) -> F:
-    """Options shared by `keel generate` and `python -m keel.generate`."""
-    options = [
+def _generation_parameters() -> list[Callable[[F], F]]:
+    """An option for each generation parameter (for one prompt, or every batch row)."""
+    return [
         _parameter("seed", type=int),
         _parameter("temperature", type=float),
         _parameter("top_k", type=int),
@@ -68,15 +68,34 @@ def sampling_options(command: F) -> F:
         _parameter("schema", help="JSON Schema: a file or inline JSON."),
         _parameter("regex"),
         _parameter("choices", help="The output is one of: a,b,c."),
-        click.option("--logprobs", is_flag=True, help="Token log-probabilities (stderr or JSON)."),
         _parameter("top_logprobs", type=int),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON result."),
-        click.option("--verbose", is_flag=True, help="Speed and memory figures on stderr."),
         click.option("--no-cache", is_flag=True, help="Bypass the result cache."),
     ]
+
+
+def _with(options: Sequence[Callable[[F], F]], command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _with_generation_parameters(command: F) -> F:
+    return _with(_generation_parameters(), command)
+
+
+def sampling_options(command: F) -> F:
+    """Options shared by `keel generate` and `python -m keel.generate`."""
+    return _with(
+        [
+            *_generation_parameters(),
+            click.option(
+                "--logprobs", is_flag=True, help="Token log-probabilities (stderr or JSON)."
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON result."),
+            click.option("--verbose", is_flag=True, help="Speed and memory figures on stderr."),
+        ],
+        command,
+    )
 
 
 def _schema(value: str | None) -> Any:
@@ -102,7 +121,8 @@ def _library_options(options: dict[str, Any]) -> dict[str, Any]:
     options["schema"] = _schema(options["schema"])
     choices = options.pop("choices")
     options["choices"] = choices.split(",") if choices is not None else None
-    options["include_logprobs"] = options.pop("logprobs")
+    if "logprobs" in options:
+        options["include_logprobs"] = options.pop("logprobs")
     options["cache"] = not options.pop("no_cache")
     return {key: value for key, value in options.items() if value is not None}
 
@@ -287,6 +307,67 @@ def _errors_as_one_line(function: F) -> F:
             raise click.ClickException(str(exc)) from exc
 
     return cast(F, run)
+
+
+@main.command("batch")
+@click.argument(
+    "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="JSONL results in input order.",
+)  # fmt: skip
+@click.option(
+    "--engine", type=click.Choice(["local"]), default="local", show_default=True,
+    help="local: this process, rows batched on the model's slots.",
+)  # fmt: skip
+@click.option("--concurrency", type=int, default=None, help="Rows in flight (default: slots).")
+@click.option("--validate-only", is_flag=True, help="Check every row, generate nothing.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
+@click.option("--overwrite", is_flag=True, help="Replace an output made by another job.")
+@_with_generation_parameters
+@_errors_as_one_line
+def batch_command(
+    input_path: Path,
+    output: Path,
+    engine: str,
+    concurrency: int | None,
+    validate_only: bool,
+    fail_fast: bool,
+    overwrite: bool,
+    **options: Any,
+) -> None:
+    """Generate for every row of INPUT (JSONL: `id`, `prompt` or `messages`, any
+    generation parameter); the options are defaults for every row. A rerun resumes."""
+    from .batch import read_requests
+    from .batch.job import job_fingerprint, run_job
+    from .batch.progress import progress_reporter
+
+    defaults = _library_options(options)
+    data = input_path.read_bytes()
+    requests = read_requests(data.decode("utf-8").splitlines(), defaults)
+    if validate_only:
+        click.echo(f"{len(requests)} rows OK")
+        return
+    job = job_fingerprint(data, defaults, requests)
+    with progress_reporter(len(requests)) as report:
+        summary = run_job(
+            requests,
+            output,
+            job,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            fail_fast=fail_fast,
+            on_result=report,
+        )
+    if summary.already_complete:
+        click.echo(f"{output} is complete already ({summary.rows} rows, job {job})", err=True)
+        return
+    click.echo(
+        f"{summary.rows} rows -> {output}: {summary.generated} generated, {summary.resumed} "
+        f"from an earlier run, {summary.cached} cache hits, {summary.errors} errors",
+        err=True,
+    )
 
 
 @models_group.command("list")

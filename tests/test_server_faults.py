@@ -41,7 +41,7 @@ def library_text(index: int, max_tokens: int = 16, model: str = MODEL) -> str:
 
 
 def generate(url: str, index: int, max_tokens: int = 16) -> dict:
-    response = httpx.post(f"{url}/v1/generate", json=body(index, max_tokens), timeout=60)
+    response = httpx.post(f"{url}/v1/generate", json=body(index, max_tokens), timeout=180)
     assert response.status_code == 200, response.text
     return response.json()
 
