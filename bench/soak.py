@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
+import psutil
 from server import (
     Tally,
     in_threads,
@@ -39,12 +39,11 @@ class Footprint:
 
 
 def footprint(pid: int) -> Footprint:
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    status = dict(line.split(":", 1) for line in lines)
+    process = psutil.Process(pid)
     return Footprint(
-        rss_mb=int(status["VmRSS"].split()[0]) / 1024,
-        descriptors=len(os.listdir(f"/proc/{pid}/fd")),
-        threads=int(status["Threads"]),
+        rss_mb=process.memory_info().rss / 2**20,
+        descriptors=process.num_fds(),
+        threads=process.num_threads(),
     )
 
 

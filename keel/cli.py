@@ -435,38 +435,35 @@ def models_preload(names: tuple[str, ...]) -> None:
 # -- serve ------------------------------------------------------------------------------
 
 
+def _server_option(flag: str, kind: type, text: str) -> Callable[[F], F]:
+    """A `keel serve` option whose default (shown in --help) is ServerConfig's own."""
+    from .server.config import ServerConfig
+
+    default = ServerConfig.__dataclass_fields__[flag[2:].replace("-", "_")].default
+    option: Callable[[F], F] = click.option(
+        flag, type=kind, default=None, help=f"{text} (default {default})."
+    )
+    return option
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--model", default=None, help="Model served by default (name or .gguf path).")
 @click.option("--api-key", default=None, help="Require this Bearer key (or KEEL_API_KEY).")
-@click.option("--max-tokens", type=int, default=None, help="Most new tokens per request.")
-@click.option("--max-prompt-chars", type=int, default=None, help="Longest prompt accepted.")
-@click.option("--max-body-bytes", type=int, default=None, help="Largest request body.")
+@_server_option("--max-tokens", int, "Most new tokens per request")
+@_server_option("--max-prompt-chars", int, "Longest prompt accepted")
+@_server_option("--max-body-bytes", int, "Largest request body")
 @click.option(
     "--unsafe-mode",
     is_flag=True,
     default=None,
     help="Allow serving a best-effort remote model (e.g. --model openai:gpt-4o-mini).",
 )
-@click.option(
-    "--head-timeout",
-    type=float,
-    default=None,
-    help="Seconds a request's line and headers may take to arrive (default 10).",
-)
-@click.option(
-    "--body-timeout", type=float, default=None, help="Seconds a request body may take (30)."
-)
-@click.option(
-    "--send-timeout",
-    type=float,
-    default=None,
-    help="Seconds a streaming client may read nothing before it is dropped (30).",
-)
-@click.option(
-    "--max-connections", type=int, default=None, help="Open connections before 503 (1024)."
-)
+@_server_option("--head-timeout", float, "Seconds a request's line and headers may take")
+@_server_option("--body-timeout", float, "Seconds a request body may take")
+@_server_option("--send-timeout", float, "Seconds a streaming client may read nothing")
+@_server_option("--max-connections", int, "Open connections before new requests get 503")
 @click.option("--log-level", default="info", show_default=True)
 @_errors_as_one_line
 def serve(

@@ -21,7 +21,7 @@ from ..params import DEFAULT_MAX_NEW_TOKENS
 from ..remote.target import is_remote, remote_target, require_opt_in
 from .config import ServerConfig
 from .errors import RequestError
-from .limits import check_request
+from .limits import check_limits
 from .metrics import Metrics
 
 
@@ -89,7 +89,7 @@ class Gateway:
 
     async def start(self, prompt: str | None, **options: Any) -> GenerationHandle:
         """Validate, look up the cache and queue, off the event loop (it may load a model)."""
-        check_request(options)
+        check_limits(options)
         return await asyncio.to_thread(start_generation, prompt, **options)
 
     async def events(

@@ -92,9 +92,9 @@ class GuardMiddleware:
             nonlocal received, body_done
             if body_done:
                 return await receive()
-            left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(left, 0.0))
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(408, too_slow) from None
             if message["type"] == "http.request":

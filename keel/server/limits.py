@@ -65,7 +65,7 @@ def _check_choices(choices: Any) -> None:
         raise _refuse(f"a choice has {longest} characters; at most {MAX_CHOICE_CHARS}", "choices")
 
 
-def check_request(options: dict[str, Any]) -> None:
+def check_limits(options: dict[str, Any]) -> None:
     """Raise RequestError (400, code limit_exceeded) for the first bound a request breaks."""
     _check_stop(options.get("stop"))
     if options.get("schema") is not None:

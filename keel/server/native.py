@@ -204,7 +204,8 @@ async def _serve_one(
                 reply["finish_reason"] = event.finish_reason
                 reply["stats"] = stats(event)
                 reply["fingerprint"] = event.fingerprint.digest if event.fingerprint else None
-            await asyncio.wait_for(websocket.send_json(reply), gateway.config.send_timeout)
+            async with asyncio.timeout(gateway.config.send_timeout):  # no task per token
+                await websocket.send_json(reply)
     except KeelError as exc:
         await _send_error(websocket, describe(exc)[2], str(exc))
     finally:

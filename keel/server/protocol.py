@@ -12,19 +12,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.server import ServerState
 
 
 class HeadDeadlineProtocol(H11Protocol):
     head_timeout = 10.0
-
-    def __init__(
-        self, config: Config, server_state: ServerState, app_state: dict[str, Any], **kw: Any
-    ) -> None:
-        super().__init__(config, server_state, app_state, **kw)
-        self._head_deadline: asyncio.TimerHandle | None = None
+    _head_deadline: asyncio.TimerHandle | None = None  # armed while a head is awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
