@@ -1,22 +1,28 @@
-"""Batch generation on one machine: `keel.generate_batch` (rows in flight on the model's
-slots, decoded in continuous batches) against a plain loop of `keel.generate` calls over
-the same rows, each runner in its own process.
+"""Batch generation: a plain loop of `keel.generate` calls against `keel.generate_batch`
+on the local engine (rows in flight on the model's slots, decoded in continuous batches)
+and on Ray (1 and 2 actors of 1 thread each), each runner in its own process.
 
 BENCH_ROWS rows (default 200) of 64 new tokens on SmolLM2, distinct prompts, greedy and
 seeded T=0.7 alternately, 2 threads; one warm-up run each, then BENCH_REPEATS interleaved
-runs. Reported: rows/s and tokens/s, with the paired ratio to the plain loop.
+runs. Reported: rows/s and tokens/s, with the paired ratio to the plain loop. A Ray run is
+what `keel batch --engine ray` does: start a local Ray, start the actors (each loads the
+model), run, shut down; Ray's start-up is also timed on its own, in a fresh process.
 
 Usage: python bench/batch.py   (BENCH_ROWS=N, BENCH_REPEATS=N)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
-from common import Run, interleaved_processes, main_or_runner
+from common import Run, generation_environment, interleaved_processes, main_or_runner
 
 import keel
+from keel import RayEngine
 
 ROWS = int(os.environ.get("BENCH_ROWS", "200"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
@@ -47,16 +53,49 @@ def runner(name: str) -> Run:
             tokens += len(keel.start_generation(options.pop("prompt"), **options).result().tokens)
         return tokens / (time.perf_counter() - started), tokens
 
-    def local_batch() -> tuple[float, int]:
-        started = time.perf_counter()
-        tokens = sum(r.generation_tokens for r in keel.generate_batch(batch))
-        return tokens / (time.perf_counter() - started), tokens
+    def batch_on(engine: keel.batch.Engine) -> Run:
+        def run() -> tuple[float, int]:
+            started = time.perf_counter()
+            tokens = sum(r.generation_tokens for r in keel.generate_batch(batch, engine=engine))
+            return tokens / (time.perf_counter() - started), tokens
 
-    return {"plain": plain_loop, "local": local_batch}[name]
+        return run
+
+    engines = {"local": "local", "ray1": RayEngine(actors=1), "ray2": RayEngine(actors=2)}
+    return plain_loop if name == "plain" else batch_on(engines[name])
+
+
+def ray_startup() -> dict[str, float]:
+    """Seconds to start a local Ray, and to the first row of a one-row job on it (the
+    actor's start and its model load); in this fresh process."""
+    import ray
+
+    started = time.perf_counter()
+    ray.init(include_dashboard=False, log_to_driver=False)
+    initialised = time.perf_counter()
+    keel.generate_batch(["Hi"], engine=RayEngine(), max_new_tokens=1)
+    first_row = time.perf_counter()
+    ray.shutdown()
+    return {
+        "ray.init": initialised - started,
+        "first row (actor + model load)": first_row - initialised,
+        "ray.shutdown": time.perf_counter() - first_row,
+    }
 
 
 def main() -> None:
-    runners = {"plain loop of keel.generate": ["plain"], "keel.generate_batch (local)": ["local"]}
+    startup = subprocess.run(
+        [sys.executable, __file__, "--startup"], capture_output=True, text=True, check=True
+    )
+    print("Ray start-up (fresh process, local cluster):")
+    for step, seconds in json.loads(startup.stdout.splitlines()[-1]).items():
+        print(f"  {step:<32} {seconds:6.2f} s")
+    runners = {
+        "plain loop of keel.generate": ["plain"],
+        "keel.generate_batch (local)": ["local"],
+        "ray, 1 actor x 1 thread": ["ray1"],
+        "ray, 2 actors x 1 thread": ["ray2"],
+    }
     print(f"{ROWS} rows x {NEW_TOKENS} new tokens, SmolLM2, 2 threads, {REPEATS} interleaved runs")
     print(f"{'runner':<30} {'rows/s':>7} {'tok/s':>7} {'ratio':>7}")
     for label, rate, ratio, tokens in interleaved_processes(__file__, runners, REPEATS):
@@ -64,4 +103,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main_or_runner(main, runner)
+    if sys.argv[1:] == ["--startup"]:
+        generation_environment()
+        print(json.dumps(ray_startup()))
+    else:
+        main_or_runner(main, runner)

@@ -16,7 +16,7 @@ from .api import (
     stream_generate,
     stream_tokens,
 )
-from .batch import BatchInputError, BatchResult, generate_batch, iter_batch
+from .batch import BatchInputError, BatchResult, RayEngine, generate_batch, iter_batch
 from .cache import configure_cache
 from .errors import (
     GenerationError,
@@ -24,6 +24,7 @@ from .errors import (
     InvalidParameterError,
     KeelError,
     KeelWarning,
+    MissingExtraError,
     ModelLoadError,
     ModelNotAvailableError,
     QueueFullError,
@@ -57,9 +58,11 @@ __all__ = [
     "InvalidParameterError",
     "KeelError",
     "KeelWarning",
+    "MissingExtraError",
     "ModelLoadError",
     "ModelNotAvailableError",
     "QueueFullError",
+    "RayEngine",
     "RemoteAuthError",
     "RemoteError",
     "RemoteModelNotFoundError",

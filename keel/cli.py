@@ -318,10 +318,30 @@ def _errors_as_one_line(function: F) -> F:
     help="JSONL results in input order.",
 )  # fmt: skip
 @click.option(
-    "--engine", type=click.Choice(["local"]), default="local", show_default=True,
-    help="local: this process, rows batched on the model's slots.",
+    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="local: this process, rows batched on the model's slots. ray: Ray Data actors, "
+    "each with its own model (pip install 'keel-text[ray]').",
 )  # fmt: skip
-@click.option("--concurrency", type=int, default=None, help="Rows in flight (default: slots).")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=None,
+    help="Rows in flight per model process (default: the model's slots).",
+)  # fmt: skip
+@click.option(
+    "--ray-address", default=None,
+    help="ray: an existing cluster (auto, ray://host:10001); without it a local Ray starts.",
+)  # fmt: skip
+@click.option(
+    "--actors", type=click.IntRange(min=1), default=1, show_default=True,
+    help="ray: model processes.",
+)  # fmt: skip
+@click.option(
+    "--cpus-per-actor", type=click.IntRange(min=1), default=1, show_default=True,
+    help="ray: CPUs each actor reserves, also its llama.cpp threads.",
+)  # fmt: skip
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+    help="ray: rows handed to an actor at once.",
+)  # fmt: skip
 @click.option("--validate-only", is_flag=True, help="Check every row, generate nothing.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
 @click.option("--overwrite", is_flag=True, help="Replace an output made by another job.")
@@ -332,29 +352,38 @@ def batch_command(
     output: Path,
     engine: str,
     concurrency: int | None,
+    ray_address: str | None,
+    actors: int,
+    cpus_per_actor: int,
+    batch_size: int,
     validate_only: bool,
     fail_fast: bool,
     overwrite: bool,
     **options: Any,
 ) -> None:
-    """Generate for every row of INPUT (JSONL: `id`, `prompt` or `messages`, any
-    generation parameter); the options are defaults for every row. A rerun resumes."""
-    from .batch import read_requests
+    """Generate for every row of INPUT (JSONL, CSV or Parquet: `id`, `prompt` or
+    `messages`, any generation parameter); the options are defaults for every row. A
+    rerun resumes."""
+    from .batch import Engine, RayEngine
+    from .batch.files import read_input
     from .batch.job import job_fingerprint, run_job
     from .batch.progress import progress_reporter
 
     defaults = _library_options(options)
-    data = input_path.read_bytes()
-    requests = read_requests(data.decode("utf-8").splitlines(), defaults)
+    data, requests = read_input(input_path, defaults)
     if validate_only:
         click.echo(f"{len(requests)} rows OK")
         return
     job = job_fingerprint(data, defaults, requests)
+    runner: Engine = "local"
+    if engine == "ray":
+        runner = RayEngine(ray_address, actors, cpus_per_actor, batch_size)
     with progress_reporter(len(requests)) as report:
         summary = run_job(
             requests,
             output,
             job,
+            engine=runner,
             concurrency=concurrency,
             overwrite=overwrite,
             fail_fast=fail_fast,

@@ -107,6 +107,15 @@ class QueueFullError(KeelError):
         self.retry_after = retry_after
 
 
+class MissingExtraError(KeelError, ImportError):
+    """A feature needs an optional part of keel that is not installed; the message names
+    the pip command that installs it."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs keel-text[{extra}]: pip install 'keel-text[{extra}]'")
+        self.extra = extra
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 

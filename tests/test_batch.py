@@ -137,27 +137,57 @@ def test_cli_reports_bad_rows_with_line_numbers(tmp_path):
     assert "4 rows OK" in cli(str(good), "-o", str(tmp_path / "o.jsonl"), "--validate-only").stdout
 
 
+def kill_mid_job(command: list[str], log: Path, rows_done: int) -> None:
+    """Start a batch job and kill -9 it once its log holds `rows_done` rows, then cut its
+    last line short as a crash mid-write would."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.read_text().count("\n") >= rows_done):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with log.open("a") as torn:
+        torn.write('{"id": "r15", "text": "half a li')
+
+
 def test_cli_resumes_after_kill_9_with_the_same_file(tmp_path):
     batch = rows(16, tokens=24)
     source = write_input(tmp_path / "in.jsonl", batch)
     reference = tmp_path / "reference.jsonl"
     cli(str(source), "-o", str(reference))
     output = tmp_path / "out.jsonl"
-    log = tmp_path / "out.jsonl.partial"
-    process = subprocess.Popen(
-        [KEEL, "batch", str(source), "-o", str(output), "--concurrency", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while not (log.exists() and log.read_text().count("\n") >= 4):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    command = [KEEL, "batch", str(source), "-o", str(output), "--concurrency", "2"]
+    kill_mid_job(command, tmp_path / "out.jsonl.partial", rows_done=4)
     assert not output.exists()
-    with log.open("a") as torn:
-        torn.write('{"id": "r15", "text": "half a li')  # a write cut short by the crash
     resumed = cli(str(source), "-o", str(output))
     assert "from an earlier run" in resumed.stderr
     assert output.read_text() == reference.read_text()
+
+
+def test_csv_and_parquet_inputs_give_the_jsonl_output(tmp_path):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    batch = rows(5, tokens=6)
+    reference = tmp_path / "reference.jsonl"
+    cli(str(write_input(tmp_path / "in.jsonl", batch)), "-o", str(reference))
+    columns = sorted({name for row in batch for name in row})
+    with open(tmp_path / "in.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, columns)
+        writer.writeheader()
+        for row in batch:
+            text = {"id", "prompt"}
+            writer.writerow({k: v if k in text else json.dumps(v) for k, v in row.items()})
+    table = pa.Table.from_pylist([{name: row.get(name) for name in columns} for row in batch])
+    pq.write_table(table, tmp_path / "in.parquet")
+    for source in ("in.csv", "in.parquet"):
+        output = tmp_path / f"{source}.jsonl"
+        cli(str(tmp_path / source), "-o", str(output))
+        assert output.read_text() == reference.read_text(), source
+    (tmp_path / "bad.csv").write_text('id,prompt,seed\na,"Hi",7\nb,"Hi\nthere",seven\n')
+    out = cli(str(tmp_path / "bad.csv"), "-o", str(tmp_path / "o.jsonl"), check=False)
+    assert out.returncode == 1
+    assert "line 3 (id b): column 'seed': 'seven' is not JSON" in out.stderr

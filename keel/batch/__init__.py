@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .engines import Engine, run_rows
+from .ray_engine import RayEngine
 from .requests import BatchInputError, BatchRequest, batch_requests, read_requests
-from .run import BatchResult, run_local
+from .run import BatchResult
 
 __all__ = [
     "BatchInputError",
     "BatchRequest",
     "BatchResult",
+    "Engine",
+    "RayEngine",
     "generate_batch",
     "iter_batch",
     "read_requests",
@@ -20,18 +24,29 @@ __all__ = [
 
 
 def iter_batch(
-    rows: Iterable[Any], *, concurrency: int | None = None, **defaults: Any
+    rows: Iterable[Any],
+    *,
+    engine: Engine = "local",
+    concurrency: int | None = None,
+    **defaults: Any,
 ) -> Iterator[BatchResult]:
     """Run every row and yield results as rows finish (`result.index` is the row's
     position). Rows are dicts (`prompt` or `messages`, an optional `id`, any generation
     parameter) or plain prompt strings; `defaults` apply to every row. All rows are
-    checked before the first runs (BatchInputError lists every bad one)."""
-    return run_local(batch_requests(rows, defaults), concurrency)
+    checked before the first runs (BatchInputError lists every bad one). `engine` is
+    "local" (this process), "ray" or a RayEngine (actors on a Ray cluster); the results
+    are the same."""
+    return run_rows(batch_requests(rows, defaults), engine, concurrency)
 
 
 def generate_batch(
-    rows: Iterable[Any], *, concurrency: int | None = None, **defaults: Any
+    rows: Iterable[Any],
+    *,
+    engine: Engine = "local",
+    concurrency: int | None = None,
+    **defaults: Any,
 ) -> list[BatchResult]:
     """Run every row; results in input order. A row that fails has `error` set and
     does not stop the others."""
-    return sorted(iter_batch(rows, concurrency=concurrency, **defaults), key=lambda r: r.index)
+    results = iter_batch(rows, engine=engine, concurrency=concurrency, **defaults)
+    return sorted(results, key=lambda result: result.index)

@@ -21,8 +21,9 @@ from ..events import KEEL_VERSION
 from ..loaded import identify
 from ..models import resolve_model
 from ..remote import is_remote
+from .engines import Engine, run_rows
 from .requests import BatchRequest
-from .run import BatchResult, run_local
+from .run import BatchResult
 
 
 class BatchJobError(KeelError):
@@ -145,6 +146,7 @@ def run_job(
     output: Path,
     job: str,
     *,
+    engine: Engine = "local",
     concurrency: int | None = None,
     overwrite: bool = False,
     fail_fast: bool = False,
@@ -164,7 +166,7 @@ def run_job(
     summary.resumed = len(finished)
     remaining = [request for request in requests if request.id not in finished]
     with open(files.log, "a") as log:
-        for result in run_local(remaining, concurrency):
+        for result in run_rows(remaining, engine, concurrency):
             row = result.to_json()
             log.write(json.dumps(row) + "\n")
             log.flush()

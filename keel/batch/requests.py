@@ -66,7 +66,7 @@ def batch_requests(
 ) -> list[BatchRequest]:
     """Python rows (dicts, or strings taken as prompts) as checked requests."""
     entries = [(0, {"prompt": row} if isinstance(row, str) else row) for row in rows]
-    return _checked(entries, defaults, [])
+    return checked_requests(entries, defaults, [])
 
 
 def read_requests(
@@ -81,13 +81,14 @@ def read_requests(
             entries.append((number, json.loads(text)))
         except json.JSONDecodeError as exc:
             problems.append(f"line {number}: not JSON ({exc.msg})")
-    return _checked(entries, defaults, problems)
+    return checked_requests(entries, defaults, problems)
 
 
-def _checked(
+def checked_requests(
     entries: list[tuple[int, Any]], defaults: dict[str, Any] | None, problems: list[str]
 ) -> list[BatchRequest]:
-    """Every row checked; all problems reported together, before anything runs."""
+    """Every (line, row) checked (line 0: a row not from a text file, reported by its
+    position); all problems reported together, before anything runs."""
     requests = []
     for index, (line, data) in enumerate(entries):
         try:

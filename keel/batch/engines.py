@@ -1,0 +1,30 @@
+"""Which engine runs a batch's rows: `local` (this process) or `ray` (actors on a Ray
+cluster). Both give every row exactly what `keel.generate` gives it alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Literal
+
+from .ray_engine import RayEngine, run_ray
+from .requests import BatchRequest
+from .run import BatchResult, run_local
+
+Engine = Literal["local", "ray"] | RayEngine
+
+
+def run_rows(
+    requests: list[BatchRequest], engine: Engine = "local", concurrency: int | None = None
+) -> Iterator[BatchResult]:
+    """Results as rows finish. `concurrency` is rows in flight per model process (this
+    one, or each Ray actor); `engine="ray"` is RayEngine() with its defaults."""
+    if engine == "local":
+        return run_local(requests, concurrency)
+    if engine == "ray":
+        engine = RayEngine()
+    if not isinstance(engine, RayEngine):
+        raise ValueError(f"engine must be 'local', 'ray' or a RayEngine, got {engine!r}")
+    if concurrency is not None:
+        engine = replace(engine, concurrency=concurrency)
+    return run_ray(requests, engine)
