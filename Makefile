@@ -26,6 +26,7 @@ run: $(VENV)/.installed
 	@$(VENV)/bin/keel generate --max-new-tokens 64 "$(PROMPT)"
 
 test: $(VENV)/.installed-dev
+	bash scripts/chromium.sh
 	$(PY) -m pytest -q
 
 # Pure parts only (sampler, detokenizer, parameters, tags, context fitting, channel,

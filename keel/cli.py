@@ -493,6 +493,7 @@ def _server_option(flag: str, kind: type, text: str) -> Callable[[F], F]:
 @_server_option("--body-timeout", float, "Seconds a request body may take")
 @_server_option("--send-timeout", float, "Seconds a streaming client may read nothing")
 @_server_option("--max-connections", int, "Open connections before new requests get 503")
+@click.option("--no-ui", is_flag=True, help="Do not serve the playground page at /.")
 @click.option("--log-level", default="info", show_default=True)
 @_errors_as_one_line
 def serve(
@@ -508,6 +509,7 @@ def serve(
     body_timeout: float | None,
     send_timeout: float | None,
     max_connections: int | None,
+    no_ui: bool,
     log_level: str,
 ) -> None:
     """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
@@ -527,6 +529,7 @@ def serve(
         body_timeout=body_timeout,
         send_timeout=send_timeout,
         max_connections=max_connections,
+        ui=False if no_ui else None,
     )
     uvicorn.run(
         create_app(config),

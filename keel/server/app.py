@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from ..loaded import load_location
 from ..models import resolve_model
 from ..remote import is_remote
-from . import errors, native, openai_api, ops
+from . import errors, native, openai_api, ops, ui
 from .config import ServerConfig
 from .gateway import Gateway
 from .guard import GuardMiddleware
@@ -56,6 +56,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     errors.install(app)
     for module in (native, openai_api, ops):
         app.include_router(module.router)
+    if config.ui:
+        ui.install(app)
     app.add_middleware(
         GuardMiddleware,
         api_key=config.api_key,

@@ -23,6 +23,7 @@ class ServerConfig:
     max_connections: int = 1024  # beyond it, new requests get 503
     ws_backlog: int = 8  # requests one WebSocket may queue behind the running one
     unsafe_mode: bool = False  # may serve a best-effort remote model (or KEEL_UNSAFE_MODE=1)
+    ui: bool = True  # the playground page at /
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServerConfig:

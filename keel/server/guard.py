@@ -12,7 +12,12 @@ from urllib.parse import parse_qs
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health", "/"}  # the playground page holds no data; its calls need the key
+OPEN_PREFIXES = ("/ui/",)  # and neither do its scripts and styles
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 async def _reply(
@@ -60,7 +65,7 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        if self.api_key and scope["path"] not in OPEN_PATHS:
+        if self.api_key and not is_open(scope["path"]):
             key = _presented_key(scope)
             if key is None or not hmac.compare_digest(key.encode(), self.api_key.encode()):
                 if scope["type"] == "websocket":

@@ -47,10 +47,12 @@ def _options(gateway: Gateway, body: GenerateRequest) -> tuple[str, dict[str, An
     options = body.model_dump(
         exclude={"prompt", "max_new_tokens", "model", "size", "logprobs", "json_schema"}
     )
+    if body.messages is None:
+        del options["messages"]
     if body.json_schema is not None:
         options["schema"] = body.json_schema
     options["include_logprobs"] = body.logprobs
-    options["max_new_tokens"] = gateway.max_tokens(body.prompt, body.max_new_tokens)
+    options["max_new_tokens"] = gateway.max_tokens(body.input_text, body.max_new_tokens)
     location = gateway.location(body.model, body.size)
     options.update(location)
     return str(location.get("model") or location.get("size")), options
@@ -88,6 +90,7 @@ def _complete(last: GenerationResponse, started: float) -> dict[str, Any]:
         "completion_reason": _REASONS[last.finish_reason] if last.finish_reason else None,
         "cached": last.cached,
         "fingerprint": last.fingerprint.digest if last.fingerprint else None,
+        "fingerprint_details": last.fingerprint.details if last.fingerprint else None,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from ..params import PARAMETERS, Role
 
@@ -32,12 +32,24 @@ class KeelControls(BaseModel):
     reasoning: bool = _field("reasoning")
 
 
+class Message(BaseModel):
+    """A chat message on the native routes: text content only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str
+
+
 class GenerateRequest(KeelControls):
     """Native request: the parameters of keel.generate()."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: str = Field(description=PARAMETERS["prompt"].doc)
+    prompt: str | None = Field(None, description=PARAMETERS["prompt"].doc)
+    messages: list[Message] | None = Field(
+        None, min_length=1, description=PARAMETERS["messages"].doc
+    )
     max_new_tokens: int | None = _field(
         "max_new_tokens", validation_alias=AliasChoices("max_new_tokens", "max_tokens")
     )
@@ -61,6 +73,19 @@ class GenerateRequest(KeelControls):
     choices: list[str] | None = _field("choices")
     response_format: dict[str, Any] | None = _field("response_format")
     cache: bool = _field("cache")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerateRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'prompt' and 'messages'")
+        return self
+
+    @property
+    def input_text(self) -> str:
+        """What the prompt-length limit counts: the prompt, or every message's content."""
+        if self.prompt is not None:
+            return self.prompt
+        return "".join(message.content for message in self.messages or ())
 
 
 class StreamOptions(BaseModel):
