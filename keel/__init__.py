@@ -18,6 +18,7 @@ from .api import (
 )
 from .batch import BatchInputError, BatchResult, RayEngine, generate_batch, iter_batch
 from .cache import configure_cache
+from .chat import ChatSession, turn_seed
 from .errors import (
     GenerationError,
     InvalidConstraintError,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_SEED",
     "BatchInputError",
     "BatchResult",
+    "ChatSession",
     "Fingerprint",
     "FinishReason",
     "GenerationError",
@@ -90,4 +92,5 @@ __all__ = [
     "start_generation",
     "stream_generate",
     "stream_tokens",
+    "turn_seed",
 ]

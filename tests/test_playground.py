@@ -242,8 +242,8 @@ def test_server_errors_are_shown_readably(watched):
     view.check(failures_expected=True)
 
 
-def test_api_key_flow(browser):
-    with running_server(ServerConfig(api_key="s3cret")) as url:
+def test_api_key_flow_and_a_body_too_large(browser):
+    with running_server(ServerConfig(api_key="s3cret", max_body_bytes=4000)) as url:
         view = Watched(browser, url)
         page = view.page
         page.goto(url + "/")
@@ -261,6 +261,9 @@ def test_api_key_flow(browser):
         assert "s3cret" not in page.evaluate("JSON.stringify(localStorage)")
         page.click("#permalink")
         assert "s3cret" not in page.url
+        page.fill("#prompt", "word " * 1000)
+        page.click("#generate")
+        expect(page.locator("#error")).to_contain_text("413 Request too large")
         page.reload()
         assert page.input_value("#api-key") == "s3cret"  # same tab: still there
         view.check(failures_expected=True)

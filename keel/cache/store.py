@@ -10,6 +10,7 @@ generation goes on; a corrupt file is moved aside and a fresh one created.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -94,6 +95,14 @@ def _frecency(hits: int, accessed: float, now: float) -> float:
     return float((hits + 1) * 0.5 ** ((now - accessed) / (3600.0 * _HALF_LIFE_HOURS)))
 
 
+_BUSY_ATTEMPTS = 6  # about 0.6 s of retries beyond SQLite's own 30 s busy timeout
+
+
+def _is_busy(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     # OperationalError covers locked/busy/unopenable: transient or not ours to move aside.
     return not isinstance(exc, sqlite3.OperationalError)
@@ -144,19 +153,33 @@ class ResultCache:
         )
 
     def _run(self, operation: Callable[[sqlite3.Connection], T], default: T) -> T:
-        """Run operation(db); on failure warn and return default, never raise."""
+        """Run operation(db); on failure warn and return default, never raise. A busy
+        database is tried again: SQLite answers some lock conflicts (two processes setting
+        up a new file, a stale WAL snapshot) at once, without waiting out the timeout."""
         with self._lock:
-            for attempt in range(2):
+            moved_aside = False
+            for attempt in range(_BUSY_ATTEMPTS):
                 try:
                     return operation(self._connect())
                 except sqlite3.DatabaseError as exc:
-                    if attempt == 0 and _is_corruption(exc):
+                    self._roll_back()
+                    if _is_busy(exc) and attempt < _BUSY_ATTEMPTS - 1:
+                        time.sleep(0.02 * 2**attempt)
+                        continue
+                    if not moved_aside and _is_corruption(exc):
                         self._move_aside(exc)
+                        moved_aside = True
                         continue
                     return self._failed(exc, default)
                 except OSError as exc:
                     return self._failed(exc, default)
             return default
+
+    def _roll_back(self) -> None:
+        """End a transaction a failed operation left open, so the next one can begin."""
+        if self._db is not None and self._db.in_transaction:
+            with contextlib.suppress(sqlite3.DatabaseError):
+                self._db.execute("ROLLBACK")
 
     def _failed(self, exc: Exception, default: T) -> T:
         global _errors

@@ -1,0 +1,214 @@
+"""Chat sessions: a conversation kept as messages, each turn generated from the whole
+history with the model's chat template, deterministic per turn.
+
+Every turn is `generate(messages=window, seed=turn_seed(seed, turn), **options)`, so a
+session replayed from its JSON, or rebuilt in a new process, gives the same replies. The
+window is the history, minus the oldest whole turns once it no longer fits the context
+(with a warning): never a message cut in the middle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from .aio import agenerate, astream_generate
+from .api import LOCATION_KEYS, check_request, generate, stream_generate
+from .errors import InvalidParameterError, warn_caller
+from .events import COMPLETED, GenerationResponse
+from .loaded import identify, load
+from .models import resolve_model
+from .params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, MAX_SEED
+from .remote import is_remote
+
+SESSION_FORMAT = "keel.chat/1"
+# options a session decides itself, per turn
+_OWN = {"prompt", "messages", "raw", "seed", "return_logprobs", "include_logprobs"}
+# an upper bound on the tokens a chat template adds per message and around them all; the
+# window is counted exactly only when the history might not fit under this bound
+_TEMPLATE_TOKENS_PER_MESSAGE = 32
+_TEMPLATE_TOKENS = 256
+
+Message = dict[str, str]
+
+
+def turn_seed(seed: int, turn: int) -> int:
+    """The seed of turn `turn` (0 = the first reply): the first 4 bytes of
+    sha256("keel-chat:{seed}:{turn}"), so sessions with nearby seeds share no turn seeds."""
+    digest = hashlib.sha256(f"keel-chat:{seed}:{turn}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+
+
+def _turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
+    """(leading system messages, turns): a turn starts at a user message and holds what
+    follows it up to the next one."""
+    head = 0
+    while head < len(messages) and messages[head]["role"] in ("system", "developer"):
+        head += 1
+    turns: list[list[Message]] = []
+    for message in messages[head:]:
+        if message["role"] == "user" or not turns:
+            turns.append([])
+        turns[-1].append(message)
+    return list(messages[:head]), turns
+
+
+class ChatSession:
+    """A conversation with one model. `send(text)` returns the reply and adds both to
+    `history`; `stream(text)` yields the events of the reply (the turn is added when the
+    stream ends normally). `seed` is the session's: turn n uses turn_seed(seed, n).
+    Every other keyword is a generation option for every turn (a turn may override them)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        system: str | None = None,
+        *,
+        seed: int = DEFAULT_SEED,
+        history: Sequence[Message] | None = None,
+        **options: Any,
+    ) -> None:
+        taken = sorted(set(options) & _OWN)
+        if taken:
+            raise InvalidParameterError(
+                f"ChatSession decides {', '.join(taken)} itself; pass text to send()"
+            )
+        self.model = model
+        self.system = system
+        self.seed = seed
+        self.options = options
+        self.history: list[Message] = [dict(message) for message in history or ()]
+        if system is not None and not self.history:
+            self.history.append({"role": "system", "content": system})
+        check_request(None, messages=self.history or [{"role": "user", "content": ""}],
+                      **self._location(), seed=seed, **options)  # fmt: skip
+
+    def _location(self) -> dict[str, Any]:
+        return {"model": self.model} if self.model is not None else {}
+
+    @property
+    def turn(self) -> int:
+        """How many replies the session has had (the next turn's index)."""
+        return sum(message["role"] == "user" for message in self.history)
+
+    def _request(self, text: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise InvalidParameterError(f"send() takes the user's text, got {text!r}")
+        taken = sorted(set(overrides) & _OWN)
+        if taken:
+            raise InvalidParameterError(f"a turn cannot set {', '.join(taken)}")
+        options = {**self._location(), **self.options, **overrides}
+        messages = [*self.history, {"role": "user", "content": text}]
+        return {
+            **options,
+            "messages": self._window(messages, options),
+            "seed": turn_seed(self.seed, self.turn),
+        }
+
+    def _window(self, messages: list[Message], options: dict[str, Any]) -> list[Message]:
+        """The history that fits the context: the oldest whole turns after the system
+        messages are left out until it does (a remote model sees everything)."""
+        location = {key: options.get(key) for key in LOCATION_KEYS}
+        if is_remote(location["model"]):
+            return messages
+        max_new = options.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
+        size = sum(len(m["content"].encode()) + _TEMPLATE_TOKENS_PER_MESSAGE for m in messages)
+        context = identify(resolve_model(**location)).context.n_ctx
+        budget = context - min(max_new, context // 2)
+        if size + _TEMPLATE_TOKENS <= budget:
+            return messages  # fits whatever the tokenizer does: no need to load the model
+        vocab = load(identify(resolve_model(**location))).engine.vocab
+
+        def tokens(window: list[Message]) -> int:
+            pairs = [(m["role"], m["content"]) for m in window]
+            return len(vocab.prompt_tokens("", raw=False, messages=pairs))
+
+        system, turns = _turns(messages)
+        dropped = 0
+        while tokens(system + [m for turn in turns[dropped:] for m in turn]) > budget:
+            if dropped == len(turns) - 1:
+                raise InvalidParameterError(
+                    f"the last message alone does not fit the context ({context} tokens, "
+                    f"{min(max_new, context // 2)} kept for the reply); shorten it or lower "
+                    "max_new_tokens"
+                )
+            dropped += 1
+        if dropped:
+            warn_caller(
+                f"ChatSession: left out the {dropped} oldest of {len(turns)} turns to fit "
+                f"n_ctx={context} (history keeps them)"
+            )
+        return system + [m for turn in turns[dropped:] for m in turn]
+
+    def _add(self, text: str, reply: str) -> None:
+        self.history += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": reply},
+        ]
+
+    def send(self, text: str, **overrides: Any) -> str:
+        """The model's reply to `text`; both join the history."""
+        reply = generate(None, **self._request(text, overrides))
+        assert isinstance(reply, str)
+        self._add(text, reply)
+        return reply
+
+    def stream(self, text: str, **overrides: Any) -> Iterator[GenerationResponse]:
+        """The reply's events; the turn joins the history once the last event (with a
+        normal finish_reason) has been read. A stream left early leaves no turn."""
+        pieces = []
+        for event in stream_generate(None, **self._request(text, overrides)):
+            pieces.append(event.text)
+            if event.finish_reason in COMPLETED:
+                self._add(text, "".join(pieces))
+            yield event
+
+    async def asend(self, text: str, **overrides: Any) -> str:
+        """send() without blocking the event loop."""
+        reply = await agenerate(None, **self._request(text, overrides))
+        assert isinstance(reply, str)
+        self._add(text, reply)
+        return reply
+
+    async def astream(self, text: str, **overrides: Any) -> AsyncIterator[GenerationResponse]:
+        """stream() as an async iterator."""
+        pieces = []
+        async for event in astream_generate(None, **self._request(text, overrides)):
+            pieces.append(event.text)
+            if event.finish_reason in COMPLETED:
+                self._add(text, "".join(pieces))
+            yield event
+
+    def to_json(self) -> str:
+        """The session as JSON: model, system, seed, options and history; from_json()
+        resumes it exactly."""
+        data = {
+            "format": SESSION_FORMAT,
+            "model": self.model,
+            "system": self.system,
+            "seed": self.seed,
+            "options": self.options,
+            "history": self.history,
+        }
+        try:
+            return json.dumps(data, ensure_ascii=False)
+        except TypeError as exc:
+            raise InvalidParameterError(
+                f"this session's options cannot be saved as JSON ({exc}); a schema given as "
+                "a Python type can be saved as its JSON Schema"
+            ) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ChatSession:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+            raise InvalidParameterError(f"not a saved keel chat session ({SESSION_FORMAT})")
+        return cls(
+            data["model"],
+            data["system"],
+            seed=data["seed"],
+            history=data["history"],
+            **data["options"],
+        )
