@@ -41,7 +41,7 @@ from .errors import (
     UnsafeModeRequiredError,
 )
 from .events import KEEL_VERSION as __version__
-from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult
+from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult, ToolCall
 from .handle import GenerationHandle
 from .params import DEFAULT_SEED
 
@@ -73,6 +73,7 @@ __all__ = [
     "RemoteTimeoutError",
     "RemoteUnavailableError",
     "StructuredOutputError",
+    "ToolCall",
     "UnknownModelError",
     "UnsafeModeRequiredError",
     "__version__",

@@ -26,10 +26,22 @@ from .models import resolve_model
 from .params import DEFAULT_SEED, GenerationParams, default, docstring_section, make_params
 from .prompt import prepare_prompt
 from .sources import EventSource, Precomputed
-from .structured import Constraint, ConstraintKind, build_constraint, open_session
+from .structured import (
+    CALL_OPEN,
+    Constraint,
+    ConstraintKind,
+    build_constraint,
+    open_session,
+    plain_messages,
+    read_calls,
+    tool_constraint,
+    tools_from,
+    with_tools_prompt,
+)
 
 LOCATION_KEYS = ("model", "model_repo", "model_filename", "size")
 _CONSTRAINT_KEYS = ("schema", "regex", "choices", "response_format", "reasoning")
+_TOOL_KEYS = ("tools", "tool_choice", "parallel_tool_calls")
 _calls = CallMemo()
 
 
@@ -68,6 +80,9 @@ class _Constraints(TypedDict, total=False):
     schema: Any
     regex: str | None
     choices: Sequence[str] | None
+    tools: Sequence[Any] | None
+    tool_choice: Any
+    parallel_tool_calls: bool
 
 
 class GenerationOptions(_ModelAndSampling, _Length, _Constraints, total=False):
@@ -114,9 +129,43 @@ def _split(options: dict[str, Any]) -> _Split:
     constraint = build_constraint(
         **{key: options.pop(key) for key in _CONSTRAINT_KEYS if key in options}
     )
+    tool_options = {key: options.pop(key) for key in _TOOL_KEYS if key in options}
+    if options.get("messages") is not None:
+        options["messages"] = plain_messages(options["messages"])
+    tools = tool_options.pop("tools", None)
+    if tools is not None:
+        if constraint is not None:
+            raise InvalidParameterError(
+                "tools cannot be combined with schema, regex, choices or response_format"
+            )
+        constraint = _with_tools(options, tools, **tool_options)
+    elif any(value != default(name) for name, value in tool_options.items()):
+        raise InvalidParameterError(f"{', '.join(sorted(tool_options))} need tools")
     if not isinstance(unsafe_mode, bool):
         raise InvalidParameterError(f"unsafe_mode must be bool, got {unsafe_mode!r}")
     return _Split(location, base_url, unsafe_mode, use_cache, constraint)
+
+
+def _with_tools(
+    options: dict[str, Any],
+    tools: Any,
+    tool_choice: Any = default("tool_choice"),
+    parallel_tool_calls: bool = default("parallel_tool_calls"),
+) -> Constraint | None:
+    """The grammar calls are generated under, and the tools shown to the model in a system
+    message (a prompt becomes the conversation's user message)."""
+    if options.get("raw"):
+        raise InvalidParameterError("tools need the chat template; raw=True has none")
+    defined = tools_from(tools)
+    constraint = tool_constraint(defined, tool_choice, parallel_tool_calls)
+    if constraint is None:  # tool_choice="none": a plain text reply
+        return None
+    messages = options.get("messages")
+    if messages is None:
+        prompt = options.pop("prompt", None)
+        messages = [{"role": "user", "content": prompt or ""}]
+    options["messages"] = with_tools_prompt(list(messages), constraint.tools)
+    return constraint
 
 
 def _local_params(constraint: Constraint | None, options: dict[str, Any]) -> GenerationParams:
@@ -245,6 +294,9 @@ def generate(
     response_format: dict[str, Any] | None = default("response_format"),
     unsafe_mode: bool = default("unsafe_mode"),
     *,
+    tools: Sequence[Any] | None = default("tools"),
+    tool_choice: Any = default("tool_choice"),
+    parallel_tool_calls: bool = default("parallel_tool_calls"),
     base_url: str | None = default("base_url"),
     messages: Sequence[dict[str, str]] | None = default("messages"),
     top_k: int = default("top_k"),
@@ -260,8 +312,9 @@ def generate(
     presence_penalty: float = default("presence_penalty"),
     frequency_penalty: float = default("frequency_penalty"),
     no_repeat_ngram_size: int = default("no_repeat_ngram_size"),
-) -> str | tuple[str, dict[str, Any] | None]:
+) -> Any:
     """Generate text; with return_logprobs=True return (text, {"content": [...]}).
+    With tools, a reply that calls them is a list of ToolCall instead of text.
 
     With schema / response_format the text is the JSON wrapped in <json-output> tags, with
     regex it fully matches the pattern, with choices it is one of them; it is validated
@@ -281,7 +334,10 @@ def generate(
         if call and prepared.handle.cache_key:
             _calls.note(call, prepared.handle.cache_key, prepared.local_model)
         text, logprobs = result.text, result.logprobs_dict()
-    return (text, logprobs) if return_logprobs else text
+    reply: Any = text
+    if tools is not None and tool_choice != "none" and text.startswith(CALL_OPEN):
+        reply = read_calls(text)  # the calls, never text for the caller to parse
+    return (reply, logprobs) if return_logprobs else reply
 
 
 def stream_generate(
@@ -433,7 +489,8 @@ def preload_models(
 
 _COMMON = [
     "max_new_tokens", "eos_string", "model", "model_repo", "model_filename", "size", "seed",
-    "temperature", "schema", "regex", "choices", "response_format", "unsafe_mode", "base_url",
+    "temperature", "schema", "regex", "choices", "response_format", "tools", "tool_choice",
+    "parallel_tool_calls", "unsafe_mode", "base_url",
     "top_k", "top_p", "min_p", "stop", "top_logprobs", "raw", "reasoning", "cache",
     "repetition_penalty", "repetition_context_size", "presence_penalty", "frequency_penalty",
     "no_repeat_ngram_size",

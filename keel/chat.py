@@ -17,28 +17,47 @@ from typing import Any
 from .aio import agenerate, astream_generate
 from .api import LOCATION_KEYS, check_request, generate, stream_generate
 from .errors import InvalidParameterError, warn_caller
-from .events import COMPLETED, GenerationResponse
+from .events import COMPLETED, GenerationResponse, ToolCall
 from .loaded import identify, load
 from .models import resolve_model
 from .params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED, MAX_SEED
 from .remote import is_remote
+from .structured import Tool, plain_messages, tools_from, with_tools_prompt
 
 SESSION_FORMAT = "keel.chat/1"
 # options a session decides itself, per turn
 _OWN = {"prompt", "messages", "raw", "seed", "return_logprobs", "include_logprobs"}
+MAX_TOOL_ROUNDS = 8
 # an upper bound on the tokens a chat template adds per message and around them all; the
 # window is counted exactly only when the history might not fit under this bound
 _TEMPLATE_TOKENS_PER_MESSAGE = 32
 _TEMPLATE_TOKENS = 256
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
-def turn_seed(seed: int, turn: int) -> int:
+def turn_seed(seed: int, turn: int, step: int = 0) -> int:
     """The seed of turn `turn` (0 = the first reply): the first 4 bytes of
-    sha256("keel-chat:{seed}:{turn}"), so sessions with nearby seeds share no turn seeds."""
-    digest = hashlib.sha256(f"keel-chat:{seed}:{turn}".encode()).digest()
+    sha256("keel-chat:{seed}:{turn}"), so sessions with nearby seeds share no turn seeds.
+    Step n > 0 of a tool loop (the reply after the n-th round of tool results) hashes
+    "keel-chat:{seed}:{turn}:{n}"."""
+    name = f"keel-chat:{seed}:{turn}" + (f":{step}" if step else "")
+    digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+
+
+def run_call(tools: Sequence[Tool], call: ToolCall) -> str:
+    """Run a Python function the model called; its result as the text the model reads."""
+    tool = next((tool for tool in tools if tool.name == call.name), None)
+    if tool is None or tool.function is None:
+        raise InvalidParameterError(
+            f"run_tools=True needs Python functions; {call.name!r} is not one"
+        )
+    arguments = tool.adapter.model_validate_json(call.arguments)
+    result = tool.function(
+        **{name: getattr(arguments, name) for name in type(arguments).model_fields}
+    )
+    return result if isinstance(result, str) else json.dumps(result, default=str)
 
 
 def _turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
@@ -53,6 +72,11 @@ def _turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Messag
             turns.append([])
         turns[-1].append(message)
     return list(messages[:head]), turns
+
+
+def _calls_message(calls: Sequence[ToolCall]) -> Message:
+    """The assistant message that made these calls, in OpenAI's shape."""
+    return {"role": "assistant", "content": None, "tool_calls": [c.to_dict() for c in calls]}
 
 
 class ChatSession:
@@ -93,19 +117,22 @@ class ChatSession:
         """How many replies the session has had (the next turn's index)."""
         return sum(message["role"] == "user" for message in self.history)
 
-    def _request(self, text: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    def _request(
+        self, text: str, overrides: dict[str, Any], after: Sequence[Message] = (), step: int = 0
+    ) -> dict[str, Any]:
+        """The generate() arguments of a reply to `text`, with `after` (a tool loop's
+        calls and results so far) following it."""
         if not isinstance(text, str):
             raise InvalidParameterError(f"send() takes the user's text, got {text!r}")
         taken = sorted(set(overrides) & _OWN)
         if taken:
             raise InvalidParameterError(f"a turn cannot set {', '.join(taken)}")
         options = {**self._location(), **self.options, **overrides}
-        messages = [*self.history, {"role": "user", "content": text}]
-        return {
-            **options,
-            "messages": self._window(messages, options),
-            "seed": turn_seed(self.seed, self.turn),
-        }
+        messages = [*self.history, {"role": "user", "content": text}, *after]
+        request = {**options, "messages": self._window(messages, options)}
+        if options.get("temperature", 0) > 0:  # greedy decoding has no use for a seed
+            request["seed"] = turn_seed(self.seed, self.turn, step)
+        return request
 
     def _window(self, messages: list[Message], options: dict[str, Any]) -> list[Message]:
         """The history that fits the context: the oldest whole turns after the system
@@ -114,15 +141,25 @@ class ChatSession:
         if is_remote(location["model"]):
             return messages
         max_new = options.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
-        size = sum(len(m["content"].encode()) + _TEMPLATE_TOKENS_PER_MESSAGE for m in messages)
+        size = (
+            sum(
+                len(json.dumps(m, ensure_ascii=False).encode()) + _TEMPLATE_TOKENS_PER_MESSAGE
+                for m in messages
+            )
+            + len(json.dumps(options.get("tools"), default=repr).encode()) * 2
+        )
         context = identify(resolve_model(**location)).context.n_ctx
         budget = context - min(max_new, context // 2)
         if size + _TEMPLATE_TOKENS <= budget:
             return messages  # fits whatever the tokenizer does: no need to load the model
         vocab = load(identify(resolve_model(**location))).engine.vocab
 
+        tools = options.get("tools")
+        described = tools_from(tools) if tools and options.get("tool_choice") != "none" else ()
+
         def tokens(window: list[Message]) -> int:
-            pairs = [(m["role"], m["content"]) for m in window]
+            shown = plain_messages(with_tools_prompt(window, described) if described else window)
+            pairs = [(m["role"], m["content"]) for m in shown]
             return len(vocab.prompt_tokens("", raw=False, messages=pairs))
 
         system, turns = _turns(messages)
@@ -142,27 +179,63 @@ class ChatSession:
             )
         return system + [m for turn in turns[dropped:] for m in turn]
 
-    def _add(self, text: str, reply: str) -> None:
+    def _add(self, text: str, reply: str, after: Sequence[Message] = ()) -> None:
         self.history += [
             {"role": "user", "content": text},
+            *after,
             {"role": "assistant", "content": reply},
         ]
 
-    def send(self, text: str, **overrides: Any) -> str:
-        """The model's reply to `text`; both join the history."""
-        reply = generate(None, **self._request(text, overrides))
-        assert isinstance(reply, str)
-        self._add(text, reply)
-        return reply
+    def _finish(self, text: str, reply: str, calls: Sequence[ToolCall]) -> None:
+        """A streamed turn joins the history: its text, or the calls it made."""
+        if not calls:
+            return self._add(text, reply)
+        self.history += [{"role": "user", "content": text}, _calls_message(calls)]
+        return None
+
+    def send(
+        self,
+        text: str,
+        *,
+        run_tools: bool = False,
+        max_tool_rounds: int = MAX_TOOL_ROUNDS,
+        **overrides: Any,
+    ) -> Any:
+        """The model's reply to `text`: its text, or (with tools) the list of ToolCall it
+        made. With run_tools=True the calls to Python functions are run and their results
+        fed back until the model answers in text (after max_tool_rounds rounds it is asked
+        for text alone); every call and result joins the history."""
+        after: list[Message] = []
+        for step in range(max_tool_rounds + 1):
+            if step == 1:  # tool_choice is for the turn's first reply; then the model decides
+                overrides = {**overrides, "tool_choice": "auto"}
+            if step == max_tool_rounds:
+                overrides = {**overrides, "tool_choice": "none"}
+            reply = generate(None, **self._request(text, overrides, after, step))
+            if isinstance(reply, str):
+                self._add(text, reply, after)
+                return reply
+            if not run_tools:  # the caller runs the calls (after is empty here)
+                self._finish(text, "", reply)
+                return reply
+            tools = tools_from({**self.options, **overrides}["tools"])
+            after += [_calls_message(reply)] + [
+                {"role": "tool", "tool_call_id": call.id, "name": call.name,
+                 "content": run_call(tools, call)}
+                for call in reply
+            ]  # fmt: skip
+        raise AssertionError("unreachable: the last round asks for text")
 
     def stream(self, text: str, **overrides: Any) -> Iterator[GenerationResponse]:
         """The reply's events; the turn joins the history once the last event (with a
         normal finish_reason) has been read. A stream left early leaves no turn."""
-        pieces = []
+        pieces: list[str] = []
+        calls: list[ToolCall] = []
         for event in stream_generate(None, **self._request(text, overrides)):
             pieces.append(event.text)
+            calls += event.tool_calls
             if event.finish_reason in COMPLETED:
-                self._add(text, "".join(pieces))
+                self._finish(text, "".join(pieces), calls)
             yield event
 
     async def asend(self, text: str, **overrides: Any) -> str:
@@ -174,11 +247,13 @@ class ChatSession:
 
     async def astream(self, text: str, **overrides: Any) -> AsyncIterator[GenerationResponse]:
         """stream() as an async iterator."""
-        pieces = []
+        pieces: list[str] = []
+        calls: list[ToolCall] = []
         async for event in astream_generate(None, **self._request(text, overrides)):
             pieces.append(event.text)
+            calls += event.tool_calls
             if event.finish_reason in COMPLETED:
-                self._add(text, "".join(pieces))
+                self._finish(text, "".join(pieces), calls)
             yield event
 
     def to_json(self) -> str:

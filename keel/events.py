@@ -20,13 +20,39 @@ class FinishReason(StrEnum):
     LENGTH = "length"  # max_new_tokens or the context filled up
     CANCELLED = "cancelled"
     ERROR = "error"
+    TOOL_CALLS = "tool_calls"  # the reply is calls to the caller's tools
 
 
 KEEL_VERSION = version("keel-text")  # in every fingerprint
 NO_TOKEN = -1  # token id of a final event that sampled nothing (cancelled, engine error)
 
 # The runs that finished by themselves: cacheable, and "completed normally" on the server.
-COMPLETED = frozenset({FinishReason.STOP, FinishReason.STOP_STRING, FinishReason.LENGTH})
+COMPLETED = frozenset(
+    {FinishReason.STOP, FinishReason.STOP_STRING, FinishReason.LENGTH, FinishReason.TOOL_CALLS}
+)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made to one of the caller's tools. `arguments` is the JSON text it
+    generated (valid against the tool's schema); `args` is that JSON parsed."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.arguments)
+        return parsed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI shape, as assistant messages and the chat route carry it."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,7 @@ class GenerationResponse:
     error: str | None = None
     cached: bool = False
     fingerprint: Fingerprint | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls whose closing tag this step wrote
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,7 @@ class GenerationResult:
     error: str | None = None
     cached: bool = False
     value: Any = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def logprobs_dict(self) -> dict[str, Any] | None:
         """The public logprobs shape: one entry per sampled token, in order."""
@@ -127,4 +155,5 @@ def collect(
         fingerprint=final.fingerprint if final else None,
         error=final.error if final else None,
         cached=last.cached if last else False,
+        tool_calls=tuple(call for event in events for call in event.tool_calls),
     )

@@ -161,6 +161,8 @@ class Generation:
         if constraint.completion_after(token, left - 1) is not None:
             return token
         closing = constraint.completion(CLOSING_WINDOW)
+        if closing == []:  # the output is complete already: end it here
+            return self.engine.vocab.eos
         return closing[0] if closing else token
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:

@@ -14,9 +14,16 @@ from contextlib import closing
 from types import TracebackType
 
 from .errors import GenerationError
-from .events import Fingerprint, FinishReason, GenerationResponse, GenerationResult, collect
+from .events import (
+    COMPLETED,
+    Fingerprint,
+    FinishReason,
+    GenerationResponse,
+    GenerationResult,
+    collect,
+)
 from .sources import EventSource
-from .structured import Constraint, OutputValidator
+from .structured import CallReader, Constraint, ConstraintKind, OutputValidator
 
 # Called with every event seen so far (the newest last) before that event is released.
 Check = Callable[[list[GenerationResponse]], None]
@@ -43,13 +50,30 @@ class GenerationHandle:
             *(checks or []),
         ]
         self._with_logprobs = with_logprobs
+        calls = constraint is not None and constraint.kind is ConstraintKind.TOOLS
+        self._calls = CallReader() if calls else None
+        self._called = False
         self._seen: list[GenerationResponse] = []
         self._cancelled = False
         self._finished = False
 
     # -- consuming --------------------------------------------------------------------
 
+    def _with_calls(self, event: GenerationResponse) -> GenerationResponse:
+        """Under tools: the calls this event completed, and finish_reason "tool_calls" at
+        the end of a reply that made any."""
+        assert self._calls is not None
+        calls = tuple(self._calls.feed(event.text))
+        self._called = self._called or bool(calls)
+        done = event.finish_reason in COMPLETED and self._called
+        if not calls and not done:
+            return event
+        reason = FinishReason.TOOL_CALLS if done else event.finish_reason
+        return dataclasses.replace(event, tool_calls=calls, finish_reason=reason)
+
     def _accept(self, event: GenerationResponse) -> GenerationResponse:
+        if self._calls is not None:
+            event = self._with_calls(event)
         self._seen.append(event)
         for check in self._checks:
             check(self._seen)
@@ -89,6 +113,10 @@ class GenerationHandle:
     def _with_value(self, result: GenerationResult) -> GenerationResult:
         if self._validator is None:
             return result
+        if self._calls is not None:  # tools: the calls, not a value
+            calls = tuple(self._validator.value or ())
+            reason = FinishReason.TOOL_CALLS if calls else result.finish_reason
+            return dataclasses.replace(result, tool_calls=calls, finish_reason=reason)
         return dataclasses.replace(result, value=self._validator.value)
 
     def result(self) -> GenerationResult:
@@ -102,7 +130,7 @@ class GenerationHandle:
                 if self._validator is not None:
                     self._validator.check(known.text, known.finish_reason)
                 return self._with_value(known)
-        if not self._cancelled:
+        if not self._cancelled and not self._finished:
             for _ in self:
                 pass
         self._source.wait_released()

@@ -191,6 +191,26 @@ PARAMETERS: dict[str, Parameter] = {
             '{"schema": ...}}`',
         ),
         Parameter(
+            "tools",
+            None,
+            "`None`",
+            "functions the model may call: Python functions, Pydantic models or OpenAI-style "
+            '`{"type": "function", "function": {...}}` dicts; a reply that calls them is a '
+            "list of `ToolCall` (see Tool calling)",
+        ),
+        Parameter(
+            "tool_choice",
+            "auto",
+            '`"auto"`',
+            '`"auto"` (text or calls), `"required"` (calls), `"none"` (text), or a tool\'s name',
+        ),
+        Parameter(
+            "parallel_tool_calls",
+            True,
+            "`True`",
+            "with tools: allow more than one call in a reply",
+        ),
+        Parameter(
             "reasoning",
             False,
             "`False`",

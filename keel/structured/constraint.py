@@ -23,6 +23,7 @@ class ConstraintKind(StrEnum):
     JSON = "json"
     REGEX = "regex"
     CHOICES = "choices"
+    TOOLS = "tools"
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,21 @@ class Constraint:
     regex: str | None = None
     choices: tuple[str, ...] = ()
     reasoning: bool = False
+    tools: tuple[Any, ...] = ()  # the tools a call may name (tools.Tool)
     # Parses and validates JSON into the caller's Python type (built once, with the schema).
     adapter: Any = field(default=None, compare=False)
 
 
-def _closed_objects(node: Any) -> Any:
+def closed_objects(node: Any) -> Any:
     """Objects without `additionalProperties` get `false`: a Python type has exactly its
     declared fields, and small models otherwise invent keys until the token limit."""
     if isinstance(node, dict):
-        node = {key: _closed_objects(value) for key, value in node.items()}
+        node = {key: closed_objects(value) for key, value in node.items()}
         if node.get("type") == "object" and "properties" in node:
             node.setdefault("additionalProperties", False)
         return node
     if isinstance(node, list):
-        return [_closed_objects(item) for item in node]
+        return [closed_objects(item) for item in node]
     return node
 
 
@@ -67,7 +69,7 @@ def _schema_of(schema: Any) -> tuple[dict[str, Any], Any]:
 
     try:
         adapter = TypeAdapter(schema)
-        return _closed_objects(adapter.json_schema()), adapter
+        return closed_objects(adapter.json_schema()), adapter
     except (PydanticUserError, TypeError) as exc:
         raise InvalidParameterError(
             f"schema must be a JSON Schema dict, a Pydantic model or a Python type; "

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import StructuredOutputError
-from ..events import COMPLETED, FinishReason, GenerationResponse
+from ..events import COMPLETED, FinishReason, GenerationResponse, ToolCall
 from .constraint import Constraint, ConstraintKind
 from .tags import json_body
+from .tools import read_calls
 
 
 def _parse_json(constraint: Constraint, text: str) -> Any:
@@ -25,11 +26,32 @@ def _parse_json(constraint: Constraint, text: str) -> Any:
     return value
 
 
+def _checked_calls(constraint: Constraint, text: str) -> list[ToolCall] | None:
+    """The reply's calls, each checked against its tool's schema; None for a text reply
+    (only "auto" allows one)."""
+    from jsonschema import Draft202012Validator
+
+    calls = read_calls(text)
+    if not calls:
+        if "text" not in constraint.lark.split("\n", 1)[0]:
+            raise ValueError("the reply holds no tool call")
+        return None
+    schemas = {tool.name: tool.parameters for tool in constraint.tools}
+    for call in calls:
+        if call.name not in schemas:
+            raise ValueError(f"call to unknown tool {call.name!r}")
+        Draft202012Validator(schemas[call.name]).validate(call.args)
+    return calls
+
+
 def validate_output(constraint: Constraint, text: str, finish_reason: FinishReason) -> Any:
-    """Return the parsed value (JSON value, Pydantic instance, or the text itself)."""
+    """Return the parsed value (JSON value, Pydantic instance, the text itself, or the
+    tool calls)."""
     try:
         if constraint.kind is ConstraintKind.JSON:
             return _parse_json(constraint, text)
+        if constraint.kind is ConstraintKind.TOOLS:
+            return _checked_calls(constraint, text)
         if constraint.kind is ConstraintKind.REGEX:
             assert constraint.regex is not None
             if re.fullmatch(constraint.regex, text) is None:
