@@ -159,3 +159,50 @@ def test_bad_tool_definitions_fail_before_generating():
         keel.generate(PROMPT, tool_choice="required")
     with pytest.raises(InvalidParameterError, match="raw=True"):
         keel.generate(PROMPT, tools=TOOLS, raw=True)
+
+
+def test_the_openai_client_tools_flow_against_keel_serve():
+    import json
+
+    from openai import OpenAI
+    from serving import running_server
+
+    from keel.server import ServerConfig
+
+    with running_server(ServerConfig()) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused")
+        messages = [{"role": "user", "content": PROMPT}]
+        asked = {"model": "smollm2-135m", "tools": [SEARCH], "tool_choice": "required"}
+        response = client.chat.completions.create(messages=messages, max_tokens=60, **asked)
+        choice = response.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        calls = choice.message.tool_calls
+        valid([ToolCall(c.id, c.function.name, c.function.arguments) for c in calls], {"search"})
+        library = keel.generate(messages=messages, max_new_tokens=60, **asked)
+        assert [c.id for c in calls] == [c.id for c in library]
+        streamed: dict[int, dict] = {}
+        finish = None
+        for chunk in client.chat.completions.create(
+            messages=messages, max_tokens=60, stream=True, **asked
+        ):
+            delta = chunk.choices[0].delta
+            assert not delta.content
+            for part in delta.tool_calls or []:
+                entry = streamed.setdefault(part.index, {"id": None, "name": "", "arguments": ""})
+                entry["id"] = part.id or entry["id"]
+                entry["name"] += part.function.name or ""
+                entry["arguments"] += part.function.arguments or ""
+            finish = chunk.choices[0].finish_reason or finish
+        assert finish == "tool_calls"
+        assert [(e["id"], e["name"], e["arguments"]) for e in streamed.values()] == [
+            (c.id, c.function.name, c.function.arguments) for c in calls
+        ]
+        results = [
+            {"role": "tool", "tool_call_id": c.id, "content": json.dumps({"hits": 3})}
+            for c in calls
+        ]
+        follow_up = [*messages, choice.message.model_dump(exclude_none=True), *results]
+        answer = client.chat.completions.create(
+            model="smollm2-135m", messages=follow_up, tools=[SEARCH], max_tokens=24
+        )
+        assert answer.choices[0].finish_reason in ("stop", "length", "tool_calls")

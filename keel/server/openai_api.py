@@ -38,6 +38,7 @@ _FINISH = {
     FinishReason.STOP_STRING: "stop",
     FinishReason.LENGTH: "length",
     FinishReason.CANCELLED: "stop",
+    FinishReason.TOOL_CALLS: "tool_calls",
 }
 _STREAMING: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/event-stream": {}}}
@@ -149,6 +150,34 @@ def _envelope(kind: str, model: str, fingerprint: Fingerprint | None) -> dict[st
     }
 
 
+class _CallDeltas:
+    """Tool calls as OpenAI streams them: a delta with the call's id and name, then one
+    with its arguments; the call's own text is not sent as content (a reply that calls
+    tools starts with its first call)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.calling: bool | None = None  # unknown until the first text
+
+    def text(self, text: str) -> str:
+        if self.calling is None and text:
+            self.calling = text.startswith("<")
+        return "" if self.calling else text
+
+    def deltas(self, event: GenerationResponse) -> list[dict[str, Any]]:
+        made = []
+        for call in event.tool_calls:
+            head = {"index": self.count, "id": call.id, "type": "function"}
+            made.append(
+                {"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]}
+            )
+            made.append(
+                {"tool_calls": [{"index": self.count, "function": {"arguments": call.arguments}}]}
+            )
+            self.count += 1
+        return made
+
+
 async def _stream(
     gateway: Gateway, handle: GenerationHandle, model: str, body: OpenAIRequest, chat: bool
 ) -> AsyncIterator[dict[str, str]]:
@@ -163,11 +192,16 @@ async def _stream(
     offset = 0
 
     def chunk(
-        text: str, entry: TokenLogprob | None, finish: str | None, final: dict[str, Any]
+        text: str,
+        entry: TokenLogprob | None,
+        finish: str | None,
+        final: dict[str, Any],
+        delta: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         nonlocal offset
         if chat:
-            delta = {"content": text} if text or finish is None else {}
+            if delta is None:
+                delta = {"content": text} if text or finish is None else {}
             logprobs = {"content": [_chat_logprob(entry)]} if entry else None
             choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         else:
@@ -180,10 +214,15 @@ async def _stream(
         first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
         yield {"data": json.dumps({**head, "choices": [{**first, "finish_reason": None}], **extra})}
     last = None
+    calls = _CallDeltas() if getattr(body, "tools", None) else None  # chat requests only
     try:
         async for event in gateway.events(handle, model):
             last = event
             text = tags.feed(event.text) if tags else event.text
+            if calls is not None:
+                for delta in calls.deltas(event):
+                    yield chunk("", None, None, {}, delta)
+                text = calls.text(text)
             entry = event.logprobs if event.token >= 0 else None
             finish = _FINISH.get(event.finish_reason) if event.finish_reason else None
             if event.finish_reason == FinishReason.ERROR:
@@ -223,12 +262,14 @@ async def _respond(
             if result.logprobs is not None
             else None
         )
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "logprobs": logprobs,
-            "finish_reason": finish,
-        }
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if result.tool_calls:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [call.to_dict() for call in result.tool_calls],
+            }
+        choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
     else:
         logprobs = _completion_logprobs(result.logprobs) if result.logprobs is not None else None
         choice = {"index": 0, "text": content, "logprobs": logprobs, "finish_reason": finish}
@@ -270,11 +311,21 @@ def _message_text(message: ChatMessage) -> str:
     return "".join(parts)
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A chat message for the library: text content, and the tool fields it has."""
+    made: dict[str, Any] = {"role": message.role, "content": _message_text(message)}
+    if message.tool_calls:
+        made["tool_calls"] = message.tool_calls
+    if message.tool_call_id is not None:
+        made["tool_call_id"] = message.tool_call_id
+    return made
+
+
 @router.post("/v1/chat/completions", responses={**_STREAMING, **ERROR_RESPONSES})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """Chat completion: the library renders the messages with the model's chat template."""
     gateway: Gateway = request.app.state.gateway
-    messages = [{"role": m.role, "content": _message_text(m)} for m in body.messages]
+    messages = [_message(m) for m in body.messages]
     options = _common(
         gateway,
         body,
@@ -282,6 +333,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         body.max_completion_tokens or body.max_tokens,
     )
     options["messages"] = messages
+    given: dict[str, Any] = {"tools": body.tools, "tool_choice": body.tool_choice}
+    given["parallel_tool_calls"] = body.parallel_tool_calls
+    options.update({key: value for key, value in given.items() if value is not None})
     if body.logprobs:
         options.update(include_logprobs=True, top_logprobs=body.top_logprobs or 0)
     return await _respond(gateway, request, body, None, options, chat=True)
