@@ -37,11 +37,13 @@ async def agenerate(
     prompt: str | None = None,
     return_logprobs: bool = False,
     **options: Unpack[GenerationOptions],
-) -> str | tuple[str, dict[str, Any] | None]:
-    """Async generate(): the same text, without blocking the event loop."""
+) -> Any:
+    """Async generate(): the same text (or, with tools, the same calls), without blocking
+    the event loop."""
     handle = await asyncio.to_thread(
         start_generation, prompt, include_logprobs=return_logprobs, **options
     )
     with handle:
         result = await handle.aresult()  # structured output was validated on the way
-    return (result.text, result.logprobs_dict()) if return_logprobs else result.text
+    reply: Any = list(result.tool_calls) if result.tool_calls else result.text
+    return (reply, result.logprobs_dict()) if return_logprobs else reply

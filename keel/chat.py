@@ -10,9 +10,10 @@ window is the history, minus the oldest whole turns once it no longer fits the c
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import Any, Literal
 
 from .aio import agenerate, astream_generate
 from .api import LOCATION_KEYS, check_request, generate, stream_generate
@@ -46,18 +47,28 @@ def turn_seed(seed: int, turn: int, step: int = 0) -> int:
     return int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
 
 
-def run_call(tools: Sequence[Tool], call: ToolCall) -> str:
-    """Run a Python function the model called; its result as the text the model reads."""
+def call_tool(tools: Sequence[Tool], call: ToolCall) -> Any:
+    """Run the Python function the model called, with its validated arguments; what it
+    returns (awaitable, for an async function)."""
     tool = next((tool for tool in tools if tool.name == call.name), None)
     if tool is None or tool.function is None:
         raise InvalidParameterError(
             f"run_tools=True needs Python functions; {call.name!r} is not one"
         )
     arguments = tool.adapter.model_validate_json(call.arguments)
-    result = tool.function(
+    return tool.function(
         **{name: getattr(arguments, name) for name in type(arguments).model_fields}
     )
-    return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+def tool_message(call: ToolCall, result: Any) -> Message:
+    """A tool's result as the message the model reads (JSON unless it is text)."""
+    content = result if isinstance(result, str) else json.dumps(result, default=str)
+    return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}
+
+
+# A turn's steps, as _turn yields them: generate with these arguments, or run these calls.
+Step = tuple[Literal["generate", "run"], Any]
 
 
 def _turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
@@ -205,13 +216,32 @@ class ChatSession:
         made. With run_tools=True the calls to Python functions are run and their results
         fed back until the model answers in text (after max_tool_rounds rounds it is asked
         for text alone); every call and result joins the history."""
+        turn = self._turn(text, run_tools, max_tool_rounds, overrides)
+        step = next(turn)
+        while True:
+            kind, payload = step
+            answer: Any
+            if kind == "generate":
+                answer = generate(None, **payload)
+            else:
+                answer = [call_tool(tools, call) for tools, call in payload]
+            try:
+                step = turn.send(answer)
+            except StopIteration as done:
+                return done.value
+
+    def _turn(
+        self, text: str, run_tools: bool, max_tool_rounds: int, overrides: dict[str, Any]
+    ) -> Generator[Step, Any, Any]:
+        """One turn, for send() and asend() alike: it yields what to do (generate a reply,
+        run calls) and is sent the outcome; it returns the turn's reply."""
         after: list[Message] = []
         for step in range(max_tool_rounds + 1):
             if step == 1:  # tool_choice is for the turn's first reply; then the model decides
                 overrides = {**overrides, "tool_choice": "auto"}
             if step == max_tool_rounds:
                 overrides = {**overrides, "tool_choice": "none"}
-            reply = generate(None, **self._request(text, overrides, after, step))
+            reply = yield "generate", self._request(text, overrides, after, step)
             if isinstance(reply, str):
                 self._add(text, reply, after)
                 return reply
@@ -219,11 +249,11 @@ class ChatSession:
                 self._finish(text, "", reply)
                 return reply
             tools = tools_from({**self.options, **overrides}["tools"])
-            after += [_calls_message(reply)] + [
-                {"role": "tool", "tool_call_id": call.id, "name": call.name,
-                 "content": run_call(tools, call)}
-                for call in reply
-            ]  # fmt: skip
+            results = yield "run", [(tools, call) for call in reply]
+            after += [_calls_message(reply)]
+            after += [
+                tool_message(call, result) for call, result in zip(reply, results, strict=True)
+            ]
         raise AssertionError("unreachable: the last round asks for text")
 
     def stream(self, text: str, **overrides: Any) -> Iterator[GenerationResponse]:
@@ -238,12 +268,31 @@ class ChatSession:
                 self._finish(text, "".join(pieces), calls)
             yield event
 
-    async def asend(self, text: str, **overrides: Any) -> str:
-        """send() without blocking the event loop."""
-        reply = await agenerate(None, **self._request(text, overrides))
-        assert isinstance(reply, str)
-        self._add(text, reply)
-        return reply
+    async def asend(
+        self,
+        text: str,
+        *,
+        run_tools: bool = False,
+        max_tool_rounds: int = MAX_TOOL_ROUNDS,
+        **overrides: Any,
+    ) -> Any:
+        """send() without blocking the event loop; async tool functions are awaited."""
+        turn = self._turn(text, run_tools, max_tool_rounds, overrides)
+        step = next(turn)
+        while True:
+            kind, payload = step
+            answer: Any
+            if kind == "generate":
+                answer = await agenerate(None, **payload)
+            else:
+                answer = []
+                for tools, call in payload:
+                    result = call_tool(tools, call)
+                    answer.append(await result if inspect.isawaitable(result) else result)
+            try:
+                step = turn.send(answer)
+            except StopIteration as done:
+                return done.value
 
     async def astream(self, text: str, **overrides: Any) -> AsyncIterator[GenerationResponse]:
         """stream() as an async iterator."""

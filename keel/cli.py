@@ -309,6 +309,14 @@ def _errors_as_one_line(function: F) -> F:
     return cast(F, run)
 
 
+def _ray_count(flag: str, default: int, text: str) -> Callable[[F], F]:
+    """A positive count that shapes a ray batch job."""
+    option: Callable[[F], F] = click.option(
+        flag, type=click.IntRange(min=1), default=default, show_default=True, help=f"ray: {text}."
+    )
+    return option
+
+
 @main.command("batch")
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -330,18 +338,9 @@ def _errors_as_one_line(function: F) -> F:
     "--ray-address", default=None,
     help="ray: an existing cluster (auto, ray://host:10001); without it a local Ray starts.",
 )  # fmt: skip
-@click.option(
-    "--actors", type=click.IntRange(min=1), default=1, show_default=True,
-    help="ray: model processes.",
-)  # fmt: skip
-@click.option(
-    "--cpus-per-actor", type=click.IntRange(min=1), default=1, show_default=True,
-    help="ray: CPUs each actor reserves, also its llama.cpp threads.",
-)  # fmt: skip
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-    help="ray: rows handed to an actor at once.",
-)  # fmt: skip
+@_ray_count("--actors", 1, "model processes")
+@_ray_count("--cpus-per-actor", 1, "CPUs each actor reserves, also its llama.cpp threads")
+@_ray_count("--batch-size", 16, "rows handed to an actor at once")
 @click.option("--validate-only", is_flag=True, help="Check every row, generate nothing.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
 @click.option("--overwrite", is_flag=True, help="Replace an output made by another job.")

@@ -206,3 +206,25 @@ def test_the_openai_client_tools_flow_against_keel_serve():
             model="smollm2-135m", messages=follow_up, tools=[SEARCH], max_tokens=24
         )
         assert answer.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+def test_asend_runs_async_tools_like_send_runs_sync_ones():
+    import asyncio
+
+    async def get_weather_later(city: str, unit: str = "celsius") -> dict:
+        """Current weather for a city."""
+        await asyncio.sleep(0)
+        return get_weather(city, unit)
+
+    get_weather_later.__name__ = "get_weather"
+    get_weather_later.__doc__ = get_weather.__doc__  # the same tool, as the model sees it
+
+    def session(tool) -> ChatSession:
+        return ChatSession(tools=[tool], tool_choice="required", max_new_tokens=64)
+
+    sync = session(get_weather)
+    expected = sync.send("Weather in Rome?", run_tools=True, max_tool_rounds=1)
+    asynchronous = session(get_weather_later)
+    reply = asyncio.run(asynchronous.asend("Weather in Rome?", run_tools=True, max_tool_rounds=1))
+    assert reply == expected
+    assert asynchronous.history == sync.history

@@ -301,15 +301,13 @@ def tools_prompt(tools: tuple[Tool, ...]) -> str:
 
 def plain_messages(messages: Any) -> Any:
     """Messages with OpenAI's tool fields (an assistant's tool_calls, a tool result's
-    tool_call_id and name) as plain role/content messages, in the form the model reads
+    tool_call_id, with its name) as plain role/content messages, in the form the model reads
     them; anything else is passed on for the usual checks."""
     if isinstance(messages, (str, dict)) or not isinstance(messages, Sequence):
         return messages
     plain = []
     for message in messages:
-        if not isinstance(message, dict) or not {"tool_calls", "tool_call_id", "name"} & set(
-            message
-        ):
+        if not isinstance(message, dict) or not {"tool_calls", "tool_call_id"} & set(message):
             plain.append(message)
             continue
         content = message.get("content")

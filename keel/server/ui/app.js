@@ -68,13 +68,8 @@ function setRunning(active) {
 }
 
 async function run() {
-  let request;
-  try {
-    request = readForm();
-  } catch (error) {
-    if (error instanceof FormError) return showError(error);
-    throw error;
-  }
+  const request = formRequest();
+  if (!request) return;
   clearOutput();
   lastRun = null;
   running = new AbortController();
@@ -150,25 +145,28 @@ async function copyText(text) {
   }
 }
 
-async function permalink() {
-  let request;
+// The form's request, or null once the reason it has none is shown.
+function formRequest() {
   try {
-    request = readForm();
+    return readForm();
   } catch (error) {
-    return showError(error);
+    if (!(error instanceof FormError)) throw error;
+    showError(error);
+    return null;
   }
+}
+
+async function permalink() {
+  const request = formRequest();
+  if (!request) return;
   history.replaceState(null, "", toFragment(request));
   const copied = await copyText(location.href);
   setStatus(copied ? "Permalink copied: it reproduces this output." : "Permalink is in the address bar.");
 }
 
 async function copySnippet() {
-  let request;
-  try {
-    request = readForm();
-  } catch (error) {
-    return showError(error);
-  }
+  const request = formRequest();
+  if (!request) return;
   const kind = $("copy-kind").value;
   const withKey = Boolean(apiKey());
   const text = kind === "curl" ? asCurl(request, location.origin, withKey)
