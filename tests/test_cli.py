@@ -167,3 +167,12 @@ def test_importing_the_generate_module_keeps_the_function_callable():
     from keel.generate import generate
 
     assert callable(keel.generate) and keel.generate is generate is keel.api.generate
+
+
+def test_keel_doctor_reports_the_portable_build_and_the_models():
+    out = _run(KEEL, "doctor")
+    assert out.returncode == 0, out.stderr
+    assert "portable build          yes" in out.stdout
+    assert "llama-cpp-python        0.3.36" in out.stdout
+    assert "model smollm2-135m      bundled:" in out.stdout
+    assert "extra [server]          installed" in out.stdout

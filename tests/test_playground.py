@@ -24,6 +24,11 @@ from keel.cache import configure_cache
 from keel.server import ServerConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# root needs --no-sandbox; the rest keep Chromium's own background traffic off the network
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
 SHOTS = Path(__file__).parents[1] / "docs" / "playground"
 PROMPT = "Write one sentence about the sea."
 SCHEMA = {
@@ -46,7 +51,7 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield launched
         launched.close()
 

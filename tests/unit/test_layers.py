@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).parents[2] / "keel"
 # Top to bottom, as in docs/architecture.md. A name stands for a module or a package.
 LAYERS = [
     ["keel", "keel.__main__", "keel.aio", "keel.api", "keel.batch", "keel.chat", "keel.cli",
+     "keel.doctor",
      "keel.generate", "keel.server", "keel.summary"],
     ["keel.handle", "keel.sources", "keel.call_memo"],
     ["keel.cache"],
