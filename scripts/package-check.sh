@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds keel's sdist and wheel (the wheel from the sdist, as pip would), installs the
 # wheel, not this checkout, into a fresh environment per supported Python, and runs
-# scripts/smoke.py there; without the server extra, `keel serve` must say which extra to
-# install. Versions: PYTHONS (default "3.11 3.12 3.13"), found in pyenv or on PATH.
+# scripts/smoke.py there; before, `keel serve` (no server extra) and `keel generate` (no
+# model yet) must each say what to install. Versions: PYTHONS (default "3.11 3.12 3.13"), found in pyenv or on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv="$PWD/.venv/bin/uv"
@@ -34,6 +34,10 @@ for python_version in ${PYTHONS:-3.11 3.12 3.13}; do
         echo "keel serve ran without the server extra" >&2; exit 1
     fi
     grep -q "pip install 'keel-text\[server\]'" <<< "$out" || { echo "$out" >&2; exit 1; }
+    if out=$(KEEL_CACHE_DIR="$work/cache" "$env/bin/keel" generate hello 2>&1); then
+        echo "keel generate ran without the default model" >&2; exit 1
+    fi
+    grep -q "keel models install smollm2-135m" <<< "$out" || { echo "$out" >&2; exit 1; }
     PATH="$(dirname "$uv"):$PATH" "$env/bin/keel" models install smollm2-135m >/dev/null
     KEEL_CACHE_DIR="$work/cache" "$env/bin/python" scripts/smoke.py
 done
