@@ -141,8 +141,9 @@ class ChatSession:
         options = {**self._location(), **self.options, **overrides}
         messages = [*self.history, {"role": "user", "content": text}, *after]
         request = {**options, "messages": self._window(messages, options)}
-        if options.get("temperature", 0) > 0:  # greedy decoding has no use for a seed
-            request["seed"] = turn_seed(self.seed, self.turn, step)
+        temperature = options.get("temperature", 0)
+        if not (isinstance(temperature, (int, float)) and temperature == 0):
+            request["seed"] = turn_seed(self.seed, self.turn, step)  # greedy needs none
         return request
 
     def _window(self, messages: list[Message], options: dict[str, Any]) -> list[Message]:
