@@ -22,6 +22,7 @@ from keel.server.limits import (
     MAX_SCHEMA_DEPTH,
     MAX_STOP_CHARS,
     MAX_STOP_STRINGS,
+    MAX_TOOLS,
 )
 
 CONFIG = ServerConfig(max_tokens=4, max_prompt_chars=400, max_body_bytes=400_000)
@@ -98,6 +99,20 @@ def test_too_many_chat_messages_is_a_400(url):
     body = {"model": "smollm2-135m", "messages": messages, "max_tokens": 1}
     response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     assert response.status_code == 400 and response.json()["error"]["code"] == "limit_exceeded"
+
+
+def test_too_many_or_too_large_tools_are_a_400(url):
+    def tool(name: str, properties: int) -> dict:
+        schema = {f"p{i}": {"type": "string"} for i in range(properties)}
+        parameters = {"type": "object", "properties": schema}
+        return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+    for tools in ([tool(f"t{i}", 1) for i in range(MAX_TOOLS + 1)], [tool("big", 3000)]):
+        body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}]}
+        body |= {"tools": tools, "max_tokens": 1}
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == "tools"
 
 
 # -- nasty values -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Bounds on what one request may ask for beyond its prompt and max_tokens (gateway.py
-checks those): stop strings, schemas, regexes, choices and chat messages. keel itself
+checks those): stop strings, schemas, regexes, choices, chat messages and tools. keel itself
 would accept larger ones; a server shared by many clients refuses them up front with a
 400 naming the limit, so no single request can make compiling or matching expensive."""
 
@@ -18,6 +18,7 @@ MAX_REGEX_CHARS = 4_000
 MAX_CHOICES = 1_024
 MAX_CHOICE_CHARS = 1_000
 MAX_MESSAGES = 512
+MAX_TOOLS = 128
 
 
 def _refuse(message: str, param: str) -> RequestError:
@@ -80,3 +81,8 @@ def check_limits(options: dict[str, Any]) -> None:
     messages = options.get("messages")
     if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
         raise _refuse(f"{len(messages)} messages; at most {MAX_MESSAGES}", "messages")
+    tools = options.get("tools")
+    if isinstance(tools, list):
+        if len(tools) > MAX_TOOLS:
+            raise _refuse(f"{len(tools)} tools; at most {MAX_TOOLS}", "tools")
+        _check_schema(tools, "tools")  # every tool's schema is compiled into one grammar
