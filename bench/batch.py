@@ -13,13 +13,10 @@ Usage: python bench/batch.py   (BENCH_ROWS=N, BENCH_REPEATS=N)
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 
-from common import Run, generation_environment, interleaved_processes, main_or_runner
+from common import Run, in_fresh_process, interleaved_processes, main_or_runner
 
 import keel
 from keel import RayEngine
@@ -84,11 +81,8 @@ def ray_startup() -> dict[str, float]:
 
 
 def main() -> None:
-    startup = subprocess.run(
-        [sys.executable, __file__, "--startup"], capture_output=True, text=True, check=True
-    )
     print("Ray start-up (fresh process, local cluster):")
-    for step, seconds in json.loads(startup.stdout.splitlines()[-1]).items():
+    for step, seconds in in_fresh_process(__file__, "--startup").items():
         print(f"  {step:<32} {seconds:6.2f} s")
     runners = {
         "plain loop of keel.generate": ["plain"],
@@ -103,8 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--startup"]:
-        generation_environment()
-        print(json.dumps(ray_startup()))
-    else:
-        main_or_runner(main, runner)
+    main_or_runner(main, runner, one_shots={"--startup": ray_startup})

@@ -8,13 +8,11 @@ Usage: python bench/chat.py
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import statistics
-import subprocess
-import sys
 
-from common import generation_environment
+from common import in_fresh_process, main_or_runner
 
 import keel
 
@@ -46,8 +44,7 @@ def conversation(seed: int) -> list[tuple[int, float]]:
     return figures
 
 
-def runner(reuse: bool) -> None:
-    generation_environment()
+def turn_latencies(reuse: bool) -> list[tuple[int, float]]:
     keel.preload_models()
     if not reuse:
         from keel.loaded import loaded_models
@@ -56,18 +53,14 @@ def runner(reuse: bool) -> None:
             model.engine.slots.reuse.any_position = False
             model.engine.slots.reuse.verdict = False
     conversation(seed=1)  # warm-up
-    print(json.dumps(conversation(seed=2)))
+    return conversation(seed=2)
 
 
 def main() -> None:
     runs: dict[bool, list[list[tuple[int, float]]]] = {True: [], False: []}
     for _ in range(REPEATS):
         for reuse in (True, False):
-            out = subprocess.run(
-                [sys.executable, __file__, "--runner", str(reuse)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            runs[reuse].append(json.loads(out.stdout.splitlines()[-1]))
+            runs[reuse].append(in_fresh_process(__file__, FLAGS[reuse]))
     print(f"10-turn ChatSession, SmolLM2, 2 threads, 48 new tokens a turn, median of {REPEATS}")
     header = ("turn", "prompt tokens", "TTFT reuse", "TTFT no reuse", "ratio")
     print("{:>4} {:>13} {:>11} {:>14} {:>6}".format(*header))
@@ -87,8 +80,8 @@ def main() -> None:
     )
 
 
+FLAGS = {True: "--with-reuse", False: "--without-reuse"}
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--runner":
-        runner(sys.argv[2] == "True")
-    else:
-        main()
+    one_shots = {flag: functools.partial(turn_latencies, reuse) for reuse, flag in FLAGS.items()}
+    main_or_runner(main, one_shots=one_shots)

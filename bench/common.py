@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from llama_cpp import Llama
 
@@ -113,14 +114,28 @@ def serve_runner(run: Run) -> None:
         print(json.dumps(run()), flush=True)
 
 
-def main_or_runner(main: Callable[[], None], runner: Callable[..., Run]) -> None:
+def main_or_runner(
+    main: Callable[[], None],
+    runner: Callable[..., Run] | None = None,
+    one_shots: dict[str, Callable[[], Any]] | None = None,
+) -> None:
     """A bench script's entry point: `--runner NAME ARGS...` serves runner(NAME, ARGS...)
-    in this process (see RunnerProcess); otherwise main() runs the bench."""
-    if len(sys.argv) >= 3 and sys.argv[1] == "--runner":
+    in this process (see RunnerProcess); a flag of `one_shots` prints its function's
+    result as JSON (see in_fresh_process); otherwise main() runs the bench."""
+    if len(sys.argv) >= 3 and sys.argv[1] == "--runner" and runner is not None:
         generation_environment()
         serve_runner(runner(*sys.argv[2:]))
+    elif len(sys.argv) == 2 and sys.argv[1] in (one_shots or {}):
+        generation_environment()
+        print(json.dumps(one_shots[sys.argv[1]]()))  # type: ignore[index]
     else:
         main()
+
+
+def in_fresh_process(script: str, flag: str) -> Any:
+    """What `python SCRIPT FLAG` measures alone in a new process (one of its one_shots)."""
+    out = subprocess.run([sys.executable, script, flag], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def interleaved_processes(

@@ -13,17 +13,15 @@ Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
 from common import (
     Run,
     generation_environment,
+    in_fresh_process,
     interleaved_processes,
     main_or_runner,
     rate_of,
@@ -122,10 +120,7 @@ def main() -> None:
         for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
             alone.setdefault(model, rate)
             print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")
-    out = subprocess.run(
-        [sys.executable, __file__, "--busy"], capture_output=True, text=True, check=True
-    )
-    busy = json.loads(out.stdout)
+    busy = in_fresh_process(__file__, "--busy")
     print_shares(f"both models busy for {BUSY_SECONDS:.0f} s in one process", busy, alone)
     served_alone, served_busy = served_both_busy()
     print_shares(
@@ -136,8 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--busy"]:
-        generation_environment()
-        print(json.dumps(both_busy()))
-    else:
-        main_or_runner(main, runner)
+    main_or_runner(main, runner, one_shots={"--busy": both_busy})

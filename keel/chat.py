@@ -9,13 +9,14 @@ window is the history, minus the oldest whole turns once it no longer fits the c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
 
-from .aio import agenerate, astream_generate
+from .aio import astream_generate
 from .api import LOCATION_KEYS, check_request, generate, stream_generate
 from .errors import InvalidParameterError, warn_caller
 from .events import COMPLETED, GenerationResponse, ToolCall
@@ -65,10 +66,6 @@ def tool_message(call: ToolCall, result: Any) -> Message:
     """A tool's result as the message the model reads (JSON unless it is text)."""
     content = result if isinstance(result, str) else json.dumps(result, default=str)
     return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content}
-
-
-# A turn's steps, as _turn yields them: generate with these arguments, or run these calls.
-Step = tuple[Literal["generate", "run"], Any]
 
 
 def _turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
@@ -160,11 +157,12 @@ class ChatSession:
             )
             + len(json.dumps(options.get("tools"), default=repr).encode()) * 2
         )
-        context = identify(resolve_model(**location)).context.n_ctx
+        identity = identify(resolve_model(**location))
+        context = identity.context.n_ctx
         budget = context - min(max_new, context // 2)
         if size + _TEMPLATE_TOKENS <= budget:
             return messages  # fits whatever the tokenizer does: no need to load the model
-        vocab = load(identify(resolve_model(**location))).engine.vocab
+        vocab = load(identity).engine.vocab
 
         tools = options.get("tools")
         described = tools_from(tools) if tools and options.get("tool_choice") != "none" else ()
@@ -217,32 +215,25 @@ class ChatSession:
         made. With run_tools=True the calls to Python functions are run and their results
         fed back until the model answers in text (after max_tool_rounds rounds it is asked
         for text alone); every call and result joins the history."""
-        turn = self._turn(text, run_tools, max_tool_rounds, overrides)
-        step = next(turn)
-        while True:
-            kind, payload = step
-            answer: Any
-            if kind == "generate":
-                answer = generate(None, **payload)
-            else:
-                answer = [call_tool(tools, call) for tools, call in payload]
-            try:
-                step = turn.send(answer)
-            except StopIteration as done:
-                return done.value
+        return self._turn(text, run_tools, max_tool_rounds, overrides, lambda result: result)
 
     def _turn(
-        self, text: str, run_tools: bool, max_tool_rounds: int, overrides: dict[str, Any]
-    ) -> Generator[Step, Any, Any]:
-        """One turn, for send() and asend() alike: it yields what to do (generate a reply,
-        run calls) and is sent the outcome; it returns the turn's reply."""
+        self,
+        text: str,
+        run_tools: bool,
+        max_tool_rounds: int,
+        overrides: dict[str, Any],
+        settle: Callable[[Any], Any],
+    ) -> Any:
+        """One turn, for send() and asend() alike; `settle` turns what a tool function
+        returned into its result (asend awaits an async function's on the caller's loop)."""
         after: list[Message] = []
         for step in range(max_tool_rounds + 1):
             if step == 1:  # tool_choice is for the turn's first reply; then the model decides
                 overrides = {**overrides, "tool_choice": "auto"}
             if step == max_tool_rounds:
                 overrides = {**overrides, "tool_choice": "none"}
-            reply = yield "generate", self._request(text, overrides, after, step)
+            reply = generate(None, **self._request(text, overrides, after, step))
             if isinstance(reply, str):
                 self._add(text, reply, after)
                 return reply
@@ -250,11 +241,8 @@ class ChatSession:
                 self._finish(text, "", reply)
                 return reply
             tools = tools_from({**self.options, **overrides}["tools"])
-            results = yield "run", [(tools, call) for call in reply]
-            after += [_calls_message(reply)]
-            after += [
-                tool_message(call, result) for call, result in zip(reply, results, strict=True)
-            ]
+            after.append(_calls_message(reply))
+            after += [tool_message(call, settle(call_tool(tools, call))) for call in reply]
         raise AssertionError("unreachable: the last round asks for text")
 
     def stream(self, text: str, **overrides: Any) -> Iterator[GenerationResponse]:
@@ -278,22 +266,20 @@ class ChatSession:
         **overrides: Any,
     ) -> Any:
         """send() without blocking the event loop; async tool functions are awaited."""
-        turn = self._turn(text, run_tools, max_tool_rounds, overrides)
-        step = next(turn)
-        while True:
-            kind, payload = step
-            answer: Any
-            if kind == "generate":
-                answer = await agenerate(None, **payload)
-            else:
-                answer = []
-                for tools, call in payload:
-                    result = call_tool(tools, call)
-                    answer.append(await result if inspect.isawaitable(result) else result)
-            try:
-                step = turn.send(answer)
-            except StopIteration as done:
-                return done.value
+        loop = asyncio.get_running_loop()
+
+        def settle(result: Any) -> Any:
+            if not inspect.isawaitable(result):
+                return result
+
+            async def awaited() -> Any:
+                return await result
+
+            return asyncio.run_coroutine_threadsafe(awaited(), loop).result()
+
+        return await asyncio.to_thread(
+            self._turn, text, run_tools, max_tool_rounds, overrides, settle
+        )
 
     async def astream(self, text: str, **overrides: Any) -> AsyncIterator[GenerationResponse]:
         """stream() as an async iterator."""

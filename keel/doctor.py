@@ -11,11 +11,9 @@ from .config import settings
 from .engine.library import build_info, cpu_features, is_portable, portable_install_command
 from .events import KEEL_VERSION
 from .models import REGISTRY, model_status
+from .server import SERVER_MODULES
 
-_EXTRAS = {
-    "server": ("fastapi", "uvicorn", "sse_starlette", "websockets", "prometheus_client"),
-    "ray": ("ray",),
-}
+_EXTRAS = {"server": SERVER_MODULES, "ray": ("ray",)}
 
 
 def report() -> tuple[list[tuple[str, str]], bool]:

@@ -8,12 +8,12 @@ from ..errors import MissingExtraError
 from .config import ServerConfig
 
 __all__ = ["ServerConfig", "create_app", "require_server_extra"]
-_SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "websockets", "prometheus_client")
+SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "websockets", "prometheus_client")
 
 
 def require_server_extra() -> None:
     """Fail with the install command when a library of the server extra is missing."""
-    if any(importlib.util.find_spec(module) is None for module in _SERVER_MODULES):
+    if any(importlib.util.find_spec(module) is None for module in SERVER_MODULES):
         raise MissingExtraError("keel serve", "server")
 
 

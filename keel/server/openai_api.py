@@ -18,7 +18,7 @@ from ..events import Fingerprint, FinishReason, GenerationResponse
 from ..handle import GenerationHandle
 from ..models import REGISTRY
 from ..sampling import TokenLogprob
-from ..structured import JsonTagFilter, json_body
+from ..structured import CALL_OPEN, JsonTagFilter, json_body
 from ..summary import stats
 from .errors import ERROR_RESPONSES, RequestError, describe
 from .gateway import Gateway
@@ -161,7 +161,7 @@ class _CallDeltas:
 
     def text(self, text: str) -> str:
         if self.calling is None and text:
-            self.calling = text.startswith("<")
+            self.calling = text.startswith(CALL_OPEN[0])  # a text reply never starts so
         return "" if self.calling else text
 
     def deltas(self, event: GenerationResponse) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ class Constraint:
     choices: tuple[str, ...] = ()
     reasoning: bool = False
     tools: tuple[Any, ...] = ()  # the tools a call may name (tools.Tool)
+    text_allowed: bool = False  # tools under "auto": the reply may be text instead of calls
     # Parses and validates JSON into the caller's Python type (built once, with the schema).
     adapter: Any = field(default=None, compare=False)
 

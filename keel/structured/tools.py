@@ -231,7 +231,7 @@ def tool_constraint(
         {"tools": [tool.spec() for tool in allowed], "mode": mode, "parallel": parallel},
         sort_keys=True,
     )
-    return Constraint(ConstraintKind.TOOLS, lark, key, tools=allowed)
+    return Constraint(ConstraintKind.TOOLS, lark, key, tools=allowed, text_allowed=mode == "auto")
 
 
 def call_id(index: int, name: str, arguments: str) -> str:
@@ -242,24 +242,31 @@ def call_id(index: int, name: str, arguments: str) -> str:
 
 class CallReader:
     """Calls read from a reply as its text streams in: each is returned once its closing
-    tag has arrived. A reply that does not start with a call holds none."""
+    tag has arrived, looking only at the text after the last call (so a long reply costs
+    no more per token than a short one). A reply that does not start with a call holds
+    none."""
 
     def __init__(self) -> None:
-        self._text = ""
-        self._done = 0  # calls returned so far
+        self._open = ""  # the text after the last closed call
+        self._count = 0  # calls returned so far
+        self._text_reply = False  # decided once the reply's start differs from a call's
 
     def feed(self, text: str) -> list[ToolCall]:
-        self._text += text
-        if not self._text.startswith(CALL_OPEN[: len(self._text)]):
+        if self._text_reply:
             return []
-        blocks = self._text.split(CALL_CLOSE)[:-1]  # the last piece is not closed yet
+        self._open += text
+        if self._count == 0 and not self._open.startswith(CALL_OPEN[: len(self._open)]):
+            self._text_reply = True
+            return []
         found = []
-        for index in range(self._done, len(blocks)):
-            body = blocks[index].lstrip("\n").removeprefix(CALL_OPEN)
-            data = json.loads(body)
+        while (end := self._open.find(CALL_CLOSE)) >= 0:
+            data = json.loads(self._open[:end].lstrip("\n").removeprefix(CALL_OPEN))
             arguments = json.dumps(data["arguments"], ensure_ascii=False)
-            found.append(ToolCall(call_id(index, data["name"], arguments), data["name"], arguments))
-        self._done = len(blocks)
+            found.append(
+                ToolCall(call_id(self._count, data["name"], arguments), data["name"], arguments)
+            )
+            self._count += 1
+            self._open = self._open[end + len(CALL_CLOSE) :]
         return found
 
 

@@ -33,7 +33,7 @@ def _checked_calls(constraint: Constraint, text: str) -> list[ToolCall] | None:
 
     calls = read_calls(text)
     if not calls:
-        if "text" not in constraint.lark.split("\n", 1)[0]:
+        if not constraint.text_allowed:
             raise ValueError("the reply holds no tool call")
         return None
     schemas = {tool.name: tool.parameters for tool in constraint.tools}
