@@ -52,7 +52,6 @@ class GenerationHandle:
         self._with_logprobs = with_logprobs
         calls = constraint is not None and constraint.kind is ConstraintKind.TOOLS
         self._calls = CallReader() if calls else None
-        self._called = False
         self._seen: list[GenerationResponse] = []
         self._cancelled = False
         self._finished = False
@@ -64,8 +63,7 @@ class GenerationHandle:
         the end of a reply that made any."""
         assert self._calls is not None
         calls = tuple(self._calls.feed(event.text))
-        self._called = self._called or bool(calls)
-        done = event.finish_reason in COMPLETED and self._called
+        done = event.finish_reason in COMPLETED and self._calls.count > 0
         if not calls and not done:
             return event
         reason = FinishReason.TOOL_CALLS if done else event.finish_reason

@@ -251,6 +251,11 @@ class CallReader:
         self._count = 0  # calls returned so far
         self._text_reply = False  # decided once the reply's start differs from a call's
 
+    @property
+    def count(self) -> int:
+        """Calls read so far."""
+        return self._count
+
     def feed(self, text: str) -> list[ToolCall]:
         if self._text_reply:
             return []
