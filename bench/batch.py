@@ -58,7 +58,12 @@ def runner(name: str) -> Run:
 
         return run
 
-    engines = {"local": "local", "ray1": RayEngine(actors=1), "ray2": RayEngine(actors=2)}
+    engines = {
+        "local": "local",
+        "local1": keel.LocalEngine(lanes=1),
+        "ray1": RayEngine(actors=1),
+        "ray2": RayEngine(actors=2),
+    }
     return plain_loop if name == "plain" else batch_on(engines[name])
 
 
@@ -87,6 +92,7 @@ def main() -> None:
     runners = {
         "plain loop of keel.generate": ["plain"],
         "keel.generate_batch (local)": ["local"],
+        "local, 1 lane of 2 threads": ["local1"],
         "ray, 1 actor x 1 thread": ["ray1"],
         "ray, 2 actors x 1 thread": ["ray2"],
     }

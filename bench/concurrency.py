@@ -49,7 +49,7 @@ def throughput(
     model: str, concurrency: int, distinct: bool, round_: int
 ) -> tuple[float, float, float]:
     """(serial tokens/s, concurrent tokens/s, mean decode batch) for `concurrency` requests."""
-    worker = load_location(resolve_model(model)).worker
+    worker = load_location(resolve_model(model)).lanes[0].worker
     start = time.perf_counter()
     serial_tokens = sum(request(model, i, distinct, 2 * round_) for i in range(concurrency))
     serial = serial_tokens / (time.perf_counter() - start)

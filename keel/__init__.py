@@ -16,7 +16,14 @@ from .api import (
     stream_generate,
     stream_tokens,
 )
-from .batch import BatchInputError, BatchResult, RayEngine, generate_batch, iter_batch
+from .batch import (
+    BatchInputError,
+    BatchResult,
+    LocalEngine,
+    RayEngine,
+    generate_batch,
+    iter_batch,
+)
 from .cache import configure_cache
 from .chat import ChatSession, turn_seed
 from .errors import (
@@ -60,6 +67,7 @@ __all__ = [
     "InvalidParameterError",
     "KeelError",
     "KeelWarning",
+    "LocalEngine",
     "MissingExtraError",
     "ModelLoadError",
     "ModelNotAvailableError",

@@ -223,12 +223,12 @@ def _prepare(options: dict[str, Any]) -> _Prepared:
     fingerprint = identity.fingerprint(params)
 
     def start() -> EventSource:
-        loaded = load(identity)
-        session = open_session(loaded.engine, constraint) if constraint else None
+        lane = load(identity).lane()
+        session = open_session(lane.engine, constraint) if constraint else None
         if session is not None:
             session.require_budget(params.max_new_tokens)
-        prompt = prepare_prompt(loaded.engine, params)
-        return loaded.worker.submit(Generation(loaded.engine, prompt, params, fingerprint, session))
+        prompt = prepare_prompt(lane.engine, params)
+        return lane.worker.submit(Generation(lane.engine, prompt, params, fingerprint, session))
 
     handle = _started(params, fingerprint, use_cache, constraint, start)
     return _Prepared(handle, identity)

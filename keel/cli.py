@@ -347,7 +347,11 @@ def doctor() -> None:
 )  # fmt: skip
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=None,
-    help="Rows in flight per model process (default: the model's slots).",
+    help="Rows in flight per model process (default: every slot of every lane).",
+)  # fmt: skip
+@click.option(
+    "--lanes", type=click.IntRange(min=1), default=None,
+    help="local: contexts per model, each with its own KV cache (default: one per thread).",
 )  # fmt: skip
 @click.option(
     "--ray-address", default=None,
@@ -366,6 +370,7 @@ def batch_command(
     output: Path,
     engine: str,
     concurrency: int | None,
+    lanes: int | None,
     ray_address: str | None,
     actors: int,
     cpus_per_actor: int,
@@ -378,7 +383,7 @@ def batch_command(
     """Generate for every row of INPUT (JSONL, CSV or Parquet: `id`, `prompt` or
     `messages`, any generation parameter); the options are defaults for every row. A
     rerun resumes."""
-    from .batch import Engine, RayEngine
+    from .batch import Engine, LocalEngine, RayEngine
     from .batch.files import read_input
     from .batch.job import job_fingerprint, run_job
     from .batch.progress import progress_reporter
@@ -389,7 +394,9 @@ def batch_command(
         click.echo(f"{len(requests)} rows OK")
         return
     job = job_fingerprint(data, defaults, requests)
-    runner: Engine = "local"
+    runner: Engine = LocalEngine(lanes)
+    if engine == "ray" and lanes is not None:
+        raise click.UsageError("--lanes is for --engine local (a Ray actor has one per CPU)")
     if engine == "ray":
         runner = RayEngine(ray_address, actors, cpus_per_actor, batch_size)
     with progress_reporter(len(requests)) as report:

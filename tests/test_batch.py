@@ -58,6 +58,36 @@ def test_generate_batch_equals_generate_row_by_row_at_any_concurrency():
     assert seen == list(range(len(batch)))
 
 
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_rows_spread_over_lanes_equal_generate_row_by_row(model):
+    from keel.loaded import load_location
+    from keel.models import resolve_model
+
+    batch = [row | {"model": model} for row in rows(12)]
+    expected = [solo(row) for row in batch]
+    for lanes in (2, 3):
+        results = keel.generate_batch(batch, engine=keel.LocalEngine(lanes=lanes))
+        assert [r.text for r in results] == expected
+    loaded = load_location(resolve_model(model))
+    assert len(loaded.lanes) >= 3  # created for the batch, kept, on the same weights
+    assert all(lane.worker.decode_calls > 0 for lane in loaded.lanes)
+    assert loaded.info()["lanes"] == len(loaded.lanes)
+    spare = [lane.worker.decode_calls for lane in loaded.lanes[1:]]
+    keel.generate("Once", model=model, max_new_tokens=8)  # after the batch: the first lane
+    assert [lane.worker.decode_calls for lane in loaded.lanes[1:]] == spare
+
+
+def test_bad_lanes_are_refused(tmp_path):
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="lanes must be a positive integer"):
+            keel.LocalEngine(lanes=bad)
+    source = write_input(tmp_path / "in.jsonl", rows(1))
+    out = cli(
+        str(source), "-o", str(tmp_path / "o.jsonl"), "--engine", "ray", "--lanes", "2", check=False
+    )
+    assert out.returncode == 2 and "--lanes is for --engine local" in out.stderr
+
+
 def test_defaults_apply_to_rows_that_do_not_set_them():
     results = keel.generate_batch(
         ["Name a colour.", {"prompt": "Name a colour.", "seed": 5}],
@@ -157,7 +187,7 @@ def test_cli_resumes_after_kill_9_with_the_same_file(tmp_path):
     reference = tmp_path / "reference.jsonl"
     cli(str(source), "-o", str(reference))
     output = tmp_path / "out.jsonl"
-    command = [KEEL, "batch", str(source), "-o", str(output), "--concurrency", "2"]
+    command = [KEEL, "batch", str(source), "-o", str(output), "--concurrency", "2", "--lanes", "1"]
     kill_mid_job(command, tmp_path / "out.jsonl.partial", rows_done=4)
     assert not output.exists()
     resumed = cli(str(source), "-o", str(output))

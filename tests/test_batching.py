@@ -27,11 +27,12 @@ def test_batched_equals_solo_and_really_batches(model_name):
     ] * 2
     prompts = [PROMPT, "Name three colours.", "Once upon a time", "2 + 2 ="] * 2
     solo = [keel.generate(p, **job) for p, job in zip(prompts, jobs, strict=True)]
-    calls, tokens = loaded.worker.decode_calls, loaded.worker.decoded_tokens
+    worker = loaded.lanes[0].worker
+    calls, tokens = worker.decode_calls, worker.decoded_tokens
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda p, job: keel.generate(p, **job), prompts, jobs))
     assert together == solo
-    batched = (loaded.worker.decoded_tokens - tokens) / (loaded.worker.decode_calls - calls)
+    batched = (worker.decoded_tokens - tokens) / (worker.decode_calls - calls)
     if max(loaded.engine.batch_sizes) > 1:
         assert batched > 1.5  # most steps decoded several sequences at once
     assert batched <= max(loaded.engine.batch_sizes)

@@ -1,15 +1,18 @@
-"""Every llama_decode of the process runs on one thread (one OpenMP team however many models
-have run), failures come back to the caller, and an idle process does not spin."""
+"""Every multi-threaded llama_decode of the process runs on one thread (one OpenMP team
+however many models have run); contexts computing at once each decode with one thread on
+their own caller's thread, with unchanged outputs; failures come back to the caller, and
+an idle process does not spin."""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import keel
-from keel.engine.compute import COMPUTE
+from keel.engine.compute import BUSY_WINDOW, COMPUTE, ComputeThread
 
 
 def test_every_caller_computes_on_the_same_thread():
@@ -41,3 +44,52 @@ def test_two_models_that_ran_leave_an_idle_process_idle():
     time.sleep(1.0)
     used = (time.process_time() - cpu) / (time.perf_counter() - wall)
     assert used < 0.05, f"an idle process used {used:.0%} of a core"
+
+
+def test_contexts_computing_at_once_each_use_one_thread_on_their_own_thread():
+    compute = ComputeThread()
+    first_started, second_done = threading.Event(), threading.Event()
+    seen: dict[str, tuple[int, int]] = {}
+
+    def first(threads: int) -> None:
+        seen["first"] = (threads, threading.get_ident())
+        first_started.set()
+        assert second_done.wait(5)
+
+    def second(threads: int) -> None:
+        seen["second"] = (threads, threading.get_ident())
+
+    alone = threading.Thread(target=compute.share, args=(1, 2, first))
+    alone.start()
+    assert first_started.wait(5)
+    compute.share(2, 2, second)  # while the first still computes
+    second_done.set()
+    alone.join()
+    compute_thread = compute.run(threading.get_ident)
+    assert seen["first"] == (2, compute_thread)
+    assert seen["second"] == (1, threading.get_ident())
+    # the other context ran moments ago: still sharing; once it has been idle, all threads
+    assert compute.share(1, 2, lambda threads: threads) == 1
+    time.sleep(BUSY_WINDOW * 2)
+    assert compute.share(1, 2, lambda threads: (threads, threading.get_ident())) == (
+        2,
+        compute_thread,
+    )
+    # four threads for two busy contexts: two each would need two teams; they take turns
+    assert compute.share(3, 4, lambda threads: threads) == 4
+
+
+def test_two_busy_models_give_the_texts_each_gives_alone():
+    jobs = [
+        dict(model=model, seed=seed, temperature=temperature)
+        for model in ("smollm2-135m", "gemma3-270m")
+        for seed, temperature in ((1, 0.0), (2, 0.8), (3, 0.8))
+    ]
+
+    def run(job: dict) -> str:
+        return keel.generate("The river", raw=True, max_new_tokens=24, cache=False, **job)
+
+    alone = [run(job) for job in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(run, jobs))
+    assert together == alone

@@ -284,7 +284,7 @@ def test_queue_full_is_429_with_retry_after(url, monkeypatch):
 
 
 def test_disconnect_mid_stream_frees_the_slot(url):
-    worker = load_location(resolve_model("smollm2-135m")).worker
+    worker = load_location(resolve_model("smollm2-135m")).lanes[0].worker
     request = dict(prompt=PROMPT, max_tokens=64, temperature=0.9)
     with (
         httpx.Client(timeout=60) as client,

@@ -148,7 +148,7 @@ def test_async_handle_cancel():
 
 
 def test_a_job_the_worker_cannot_place_fails_instead_of_hanging(monkeypatch):
-    worker = load_location(resolve_model("smollm2-135m")).worker
+    worker = load_location(resolve_model("smollm2-135m")).lanes[0].worker
 
     def no_slot(generation):
         raise RuntimeError("no slot for this job")

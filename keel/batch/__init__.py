@@ -9,13 +9,14 @@ from typing import Any
 from .engines import Engine, run_rows
 from .ray_engine import RayEngine
 from .requests import BatchInputError, BatchRequest, batch_requests, read_requests
-from .run import BatchResult
+from .run import BatchResult, LocalEngine
 
 __all__ = [
     "BatchInputError",
     "BatchRequest",
     "BatchResult",
     "Engine",
+    "LocalEngine",
     "RayEngine",
     "generate_batch",
     "iter_batch",
@@ -34,8 +35,8 @@ def iter_batch(
     position). Rows are dicts (`prompt` or `messages`, an optional `id`, any generation
     parameter) or plain prompt strings; `defaults` apply to every row. All rows are
     checked before the first runs (BatchInputError lists every bad one). `engine` is
-    "local" (this process), "ray" or a RayEngine (actors on a Ray cluster); the results
-    are the same."""
+    "local" or a LocalEngine (this process), "ray" or a RayEngine (actors on a Ray
+    cluster); the results are the same."""
     return run_rows(batch_requests(rows, defaults), engine, concurrency)
 
 

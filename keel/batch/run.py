@@ -1,6 +1,7 @@
-"""Running a batch on this machine: up to `concurrency` rows in flight at once, so the
-model's worker decodes them in continuous batches (each row's output is what it would be
-alone: batching is exact), and a row that fails is reported, not fatal."""
+"""Running a batch on this machine: up to `concurrency` rows in flight at once, spread
+over `lanes` contexts of the model whose workers each decode their rows in continuous
+batches (each row's output is what it would be alone: batching is exact, and so is the
+thread count a busy lane decodes with), and a row that fails is reported, not fatal."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..api import start_generation
-from ..config import settings
+from ..config import settings, thread_count
 from ..errors import KeelError
+from ..loaded import lanes_wanted
 from .requests import BatchRequest
 
 
@@ -61,16 +63,38 @@ def run_request(request: BatchRequest) -> BatchResult:
     )
 
 
+@dataclass(frozen=True)
+class LocalEngine:
+    """A batch in this process. lanes: contexts per model, each with its own worker
+    (default: one per llama.cpp thread; while several are busy each decodes with one
+    thread, which gets more rows through a few cores than one context with all of them).
+    Each lane holds its own KV cache of KEEL_N_CTX x KEEL_SLOTS tokens."""
+
+    lanes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lanes is not None and (
+            isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or self.lanes < 1
+        ):
+            raise ValueError(f"lanes must be a positive integer, got {self.lanes!r}")
+
+
 def run_local(
-    requests: Iterable[BatchRequest], concurrency: int | None = None
+    requests: Iterable[BatchRequest],
+    concurrency: int | None = None,
+    engine: LocalEngine = LocalEngine(),
 ) -> Iterator[BatchResult]:
     """Results as rows finish (not in input order); at most `concurrency` rows in flight
-    (default: the model's slot count)."""
-    limit = concurrency or settings().slots
+    (default: every slot of every lane)."""
+    lanes = thread_count() if engine.lanes is None else engine.lanes
+    limit = settings().slots * lanes if concurrency is None else concurrency
     if limit < 1:
         raise ValueError(f"concurrency must be at least 1, got {limit}")
     pending = iter(requests)
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="keel-batch") as pool:
+    with (
+        lanes_wanted(lanes),
+        ThreadPoolExecutor(max_workers=limit, thread_name_prefix="keel-batch") as pool,
+    ):
         running: set[Future[BatchResult]] = set()
         while True:
             for request in pending:

@@ -1,25 +1,38 @@
-"""One thread makes every llama_decode call of the process, whichever model it is for.
+"""Where and with how many threads each llama_decode of the process runs.
 
 llama.cpp computes with OpenMP, and libgomp keeps one team of threads per calling thread.
 With one worker thread per model, two models that have both run leave two teams on the
 cores; libgomp then sees more threads than cores, cuts its spin-wait to almost nothing,
 and every team pays a sleep and a wake-up per graph node: decoding ran 3.4x slower in a
-process where a second model had ever generated. Funnelling every decode through this
-thread keeps one team whatever the number of models. The thread count does not change
-outputs (tested), and neither does the calling thread.
+process where a second model had ever generated. So every multi-threaded decode runs on
+one compute thread, and the process keeps one team however many models it has.
 
-Idle, the thread waits on a queue (no CPU), and the team's threads sleep once their
-spin-wait runs out.
+While several contexts compute at once and the threads would not go round (two busy
+models on two cores), each instead decodes with one thread on its own caller's thread:
+one thread needs no OpenMP team, so the contexts run side by side on their own cores
+instead of taking turns on both. On two cores a one-thread decode of one row is nearly as
+fast as a two-thread one, so each busy model keeps about 0.95x its solo speed instead of
+sharing it. The thread count does not change outputs (tested), nor does the calling thread.
+
+Idle, the compute thread waits on a queue (no CPU), and the team's threads sleep once
+their spin-wait runs out.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# A context whose last decode ended this recently still counts as computing: a busy
+# model's worker samples between decodes (well under a millisecond) and a server's
+# client takes a few milliseconds to send its next request.
+BUSY_WINDOW = 0.05
 
 
 class _Call:
@@ -38,6 +51,7 @@ class ComputeThread:
         self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._last_end: dict[int, float] = {}  # owner -> end of its last decode (inf: now)
 
     def _start(self) -> threading.Thread:
         with self._lock:
@@ -69,6 +83,28 @@ class ComputeThread:
             raise call.error
         result: T = call.result
         return result
+
+    def _computing_with(self, owner: int) -> int:
+        """How many owners compute now, this one included; marks this one as computing."""
+        now = time.monotonic()
+        with self._lock:
+            for other, end in list(self._last_end.items()):
+                if now - end > BUSY_WINDOW:
+                    del self._last_end[other]
+            self._last_end[owner] = math.inf
+            return len(self._last_end)
+
+    def share(self, owner: int, threads: int, compute: Callable[[int], T]) -> T:
+        """compute(n) for `owner` (one context) with the n threads it may use now: all of
+        `threads` on the compute thread, or 1 on the caller's thread while other owners
+        compute too and `threads` would give each at most one (or `threads` is 1)."""
+        try:
+            if threads // self._computing_with(owner) <= 1:
+                return compute(1)
+            return self.run(compute, threads)
+        finally:
+            with self._lock:
+                self._last_end[owner] = time.monotonic()
 
 
 COMPUTE = ComputeThread()

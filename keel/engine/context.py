@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,8 @@ class LlamaContext:
         params.n_ubatch = settings.n_ubatch
         params.n_seq_max = slots
         params.kv_unified = False  # one KV stream per slot: neighbours never show
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
+        params.n_threads = params.n_threads_batch = n_threads
+        self.n_threads = self._threads_now = n_threads
         params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.type_k = lib.GGML_TYPE_F16
         params.type_v = lib.GGML_TYPE_F16
@@ -125,10 +126,17 @@ class LlamaContext:
             batch.seq_id[i][0] = slot
             batch.logits[i] = all_logits
         batch.logits[n - 1] = True
-        status = COMPUTE.run(self._lib.llama_decode, self.pointer, batch)
+        status = COMPUTE.share(id(self), self.n_threads, partial(self._decode_with, batch))
         if status != 0:
             where = ", ".join(f"slot {slot} position {pos}" for _, pos, slot in entries[:4])
             raise GenerationError(f"llama_decode failed with status {status} at {where}")
+
+    def _decode_with(self, batch: Any, threads: int) -> int:
+        if threads != self._threads_now:
+            self._lib.llama_set_n_threads(self.pointer, threads, threads)
+            self._threads_now = threads
+        status: int = self._lib.llama_decode(self.pointer, batch)
+        return status
 
     def logits(self, row: int = -1) -> np.ndarray:
         """Zero-copy view of one output row (default: the last); valid until the next decode."""

@@ -25,22 +25,43 @@ class LlamaEngine:
     """Not thread-safe: the model's worker (keel.scheduler) is its only user once loaded."""
 
     def __init__(
-        self, path: Path, context: ContextSettings, n_threads: int, slots: int = 1
+        self,
+        path: Path,
+        context: ContextSettings,
+        n_threads: int,
+        slots: int = 1,
+        weights: LlamaModel | None = None,
+        reuse: PrefixReuse | None = None,
     ) -> None:
         self.path = path
         self.context = context
         self.n_threads = n_threads
-        self._model = LlamaModel(path)
+        self._model = weights or LlamaModel(path)
         self._llama = LlamaContext(self._model, context, n_threads, slots)
         self.vocab = Vocabulary(self._model)
-        self.slots = Slots(self._llama, slots, PrefixReuse([path, *library_files()]))
+        self.slots = Slots(self._llama, slots, reuse or PrefixReuse([path, *library_files()]))
         self.n_ctx = self._llama.n_ctx  # per slot
         self.n_vocab = self._llama.n_vocab
         self.batch_sizes: tuple[int, ...] = (1,)  # proven by batching.proven_batch_sizes()
 
+    def another_lane(self) -> LlamaEngine:
+        """A second context on the same weights (not loaded twice) that keeps what was
+        proven for this one: the proofs are about the model file and build, so they hold
+        for every context with these settings."""
+        lane = LlamaEngine(
+            self.path,
+            self.context,
+            self.n_threads,
+            self.slots.count,
+            weights=self._model,
+            reuse=self.slots.reuse,
+        )
+        lane.batch_sizes = self.batch_sizes
+        return lane
+
     def close(self) -> None:
+        """Free the context; the weights go with the last engine that holds them."""
         self._llama.close()
-        self._model.close()
 
     def step(self, token: int, position: int, slot: int = 0) -> None:
         """Decode one generated token at its position."""

@@ -40,8 +40,8 @@ class _WorkerGauges:
             "keel_generations_running", "Generations in flight", labels=["model"]
         )
         for loaded in loaded_models():
-            waiting.add_metric([loaded.identity.name], loaded.worker.waiting)
-            running.add_metric([loaded.identity.name], loaded.worker.busy)
+            waiting.add_metric([loaded.identity.name], loaded.waiting)
+            running.add_metric([loaded.identity.name], loaded.running)
         yield waiting
         yield running
         yield CounterMetricFamily(
