@@ -4,9 +4,10 @@ other bundled model is loaded and has generated; then both models decoding at on
 Each runner lives in its own process (bench/common.py). Greedy, raw prompt, 128 new
 tokens, 2 threads, median of REPEATS after a warm-up, interleaved. The last table runs
 both models at once from two threads of one process for BUSY_SECONDS and reports each
-model's tokens/s as a share of its speed alone: time-sharing two cores well means the
-shares add up to about 1. The same again through one `keel serve` process: one streaming
-client per model (bench/server.py's requests), each model alone, then both at once.
+model's tokens/s beside its speed alone (goal: each at least 0.9x; taking turns on the
+cores would give shares that add up to about 1). The same again through one `keel serve`
+process: one streaming client per model (bench/server.py's requests), each model alone,
+then both at once.
 
 Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
 """
@@ -102,12 +103,12 @@ def served_both_busy() -> tuple[dict[str, float], dict[str, float]]:
 def print_shares(title: str, busy: dict[str, float], alone: dict[str, float]) -> None:
     print()
     print(title)
-    print(f"{'model':<14} {'tok/s':>8} {'alone':>8} {'share':>7}")
+    print(f"{'model':<14} {'tok/s':>8} {'alone':>8} {'ratio':>7}")
     for model in MODELS:
         share = busy[model] / alone[model]
         print(f"{model:<14} {busy[model]:>8.1f} {alone[model]:>8.1f} {share:>7.3f}")
     total = statistics.fsum(busy[m] / alone[m] for m in MODELS)
-    print(f"{'sum of shares':<14} {'':>8} {'':>8} {total:>7.3f}")
+    print(f"{'sum of ratios':<14} {'':>8} {'':>8} {total:>7.3f}")
 
 
 def main() -> None:
