@@ -1,5 +1,6 @@
 """keel serve against llama.cpp's own C++ server (llama-server) and llama-cpp-python's server:
-same GGUF, 2 threads, one run.
+same GGUF, 2 threads, one run. keel runs twice: as it starts by default (one context per
+model) and with KEEL_LANES=2 (two contexts on the same weights).
 
 Each server runs in its own process on a loopback port, one after the other. At 1, 2, 4
 and 8 concurrent streaming clients (OpenAI /v1/completions, stream=True) requests go back
@@ -250,7 +251,12 @@ def keel_serve() -> tuple[list[str], dict]:
 
 
 def servers(path: str) -> dict[str, tuple[list[str], dict]]:
-    found: dict[str, tuple[list[str], dict]] = {"keel serve": keel_serve()}
+    command, env = keel_serve()
+    found: dict[str, tuple[list[str], dict]] = {
+        "keel serve": (command, env),
+        # two contexts on the same weights, each decoding with one thread while both work
+        "keel serve, 2 lanes": (command, {**env, "KEEL_LANES": "2"}),
+    }
     binary = llama_server_binary()
     if binary:
         llama_server = [

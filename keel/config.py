@@ -34,6 +34,7 @@ _VARIABLES = (
     "KEEL_CACHE_DIR",
     "KEEL_N_CTX",
     "KEEL_SLOTS",
+    "KEEL_LANES",
     "KEEL_QUEUE_DEPTH",
     "KEEL_ALLOW_DOWNLOADS",
     "KEEL_ALLOW_FALLBACK",
@@ -53,6 +54,7 @@ class Settings:
     cache_dir: Path
     n_ctx: int
     slots: int
+    lanes: int  # contexts per model for every caller (a batch may ask for more)
     queue_depth: int
     allow_downloads: bool
     allow_fallback: bool
@@ -139,6 +141,7 @@ def _settings_from(raw: tuple[str | bytes | None, ...]) -> Settings:
         cache_dir=Path(env["KEEL_CACHE_DIR"] or _default_cache_dir()),
         n_ctx=_positive("KEEL_N_CTX", env["KEEL_N_CTX"], 2048),
         slots=_positive("KEEL_SLOTS", env["KEEL_SLOTS"], 8),
+        lanes=_positive("KEEL_LANES", env["KEEL_LANES"], 1),
         queue_depth=_positive("KEEL_QUEUE_DEPTH", env["KEEL_QUEUE_DEPTH"], 64),
         allow_downloads=_flag(env["KEEL_ALLOW_DOWNLOADS"]),
         allow_fallback=_flag(env["KEEL_ALLOW_FALLBACK"]),

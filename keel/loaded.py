@@ -56,11 +56,12 @@ class Lane:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model's weights with one context (lane) or, while a batch wants more, several on
-    the same weights: on a machine with few cores, two one-thread contexts of 8 rows each
-    decode about 17% more rows per second than one two-thread context of 16 (OpenMP's
-    per-node barriers cost more than the second core gives a single context); see
-    engine/compute.py for how busy contexts share the threads."""
+    """A model's weights with one context (lane), or several on the same weights
+    (KEEL_LANES, or while a batch wants more): on a machine with few cores, two
+    one-thread contexts of 8 rows each decode about 17% more rows per second than one
+    two-thread context of 16 (OpenMP's per-node barriers cost more than the second core
+    gives a single context), and two of one row each nearly twice as many as one context
+    with both rows; see engine/compute.py for how busy contexts share the threads."""
 
     identity: ModelIdentity
     lanes: list[Lane]
@@ -81,7 +82,8 @@ class LoadedModel:
 
     def lane(self) -> Lane:
         """Where a new generation goes: the least loaded of the lanes wanted now (the
-        first on a tie, so one lane serves alone unless a batch asks for more)."""
+        first on a tie, so a lone client, a chat session's turns among them, stays on one
+        lane and keeps its prefix reuse)."""
         wanted = _lanes_wanted()
         if len(self.lanes) < wanted:
             with self._widening:
@@ -174,8 +176,10 @@ def lanes_wanted(count: int) -> Iterator[None]:
 
 
 def _lanes_wanted() -> int:
+    """KEEL_LANES, or more while a batch asks for more."""
+    floor = settings().lanes
     with _registry_lock:
-        return max(_lane_demands, default=1)
+        return max([floor, *_lane_demands])
 
 
 def loaded_models() -> list[LoadedModel]:

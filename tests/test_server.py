@@ -4,13 +4,14 @@ the official openai package. Same request through server and library == same out
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 from httpx_sse import connect_sse
 from prometheus_client.parser import text_string_to_metric_families
-from serving import running_server
+from serving import keel_serve, running_server
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -367,3 +368,17 @@ def test_penalties_and_confidence_over_http_equal_the_library(url):
     assert completion.choices[0].text == keel.generate(
         PROMPT, raw=True, max_new_tokens=16, frequency_penalty=1.0
     )
+
+
+def test_a_server_with_two_lanes_answers_concurrent_requests_as_one_alone():
+    solo = [_library(PROMPT, seed=s, temperature=0.8, max_new_tokens=12)[0] for s in range(6)]
+    with keel_serve("--model", "smollm2-135m", env={"KEEL_LANES": "2"}) as base:
+
+        def call(seed: int) -> str:
+            body = {"prompt": PROMPT, "seed": seed, "temperature": 0.8, "max_tokens": 12}
+            return httpx.post(f"{base}/v1/generate", json=body, timeout=120).json()["text"]
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(call, range(6))) == solo
+        (model,) = httpx.get(f"{base}/health").json()["models"]
+        assert model["lanes"] == 2

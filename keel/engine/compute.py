@@ -12,7 +12,8 @@ models on two cores), each instead decodes with one thread on its own caller's t
 one thread needs no OpenMP team, so the contexts run side by side on their own cores
 instead of taking turns on both. On two cores a one-thread decode of one row is nearly as
 fast as a two-thread one, so each busy model keeps about 0.9x its solo speed
-(bench/multimodel.py) instead of about half. The thread count does not change outputs (tested), nor does the calling thread.
+(bench/multimodel.py) instead of about half. The thread count does not change outputs
+(tested), nor does the calling thread.
 
 Idle, the compute thread waits on a queue (no CPU), and the team's threads sleep once
 their spin-wait runs out.
