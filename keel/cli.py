@@ -388,17 +388,17 @@ def batch_command(
     from .batch.job import job_fingerprint, run_job
     from .batch.progress import progress_reporter
 
+    runner: Engine = LocalEngine(lanes)
+    if engine == "ray":
+        if lanes is not None:
+            raise click.UsageError("--lanes is for --engine local (a Ray actor has one per CPU)")
+        runner = RayEngine(ray_address, actors, cpus_per_actor, batch_size)
     defaults = _library_options(options)
     data, requests = read_input(input_path, defaults)
     if validate_only:
         click.echo(f"{len(requests)} rows OK")
         return
     job = job_fingerprint(data, defaults, requests)
-    runner: Engine = LocalEngine(lanes)
-    if engine == "ray" and lanes is not None:
-        raise click.UsageError("--lanes is for --engine local (a Ray actor has one per CPU)")
-    if engine == "ray":
-        runner = RayEngine(ray_address, actors, cpus_per_actor, batch_size)
     with progress_reporter(len(requests)) as report:
         summary = run_job(
             requests,

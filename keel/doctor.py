@@ -8,7 +8,7 @@ import platform
 import sys
 
 from .config import settings
-from .engine.library import build_info, cpu_features, is_portable, portable_install_command
+from .engine.library import build_info, features_line, is_portable, portable_install_command
 from .events import KEEL_VERSION
 from .models import REGISTRY, model_status
 from .server import SERVER_MODULES
@@ -25,7 +25,7 @@ def report() -> tuple[list[tuple[str, str]], bool]:
         ("keel", KEEL_VERSION),
         ("python", f"{platform.python_version()} ({sys.executable})"),
         ("llama-cpp-python", info.get("llama_cpp_python", "?")),
-        ("llama.cpp CPU features", " ".join(sorted(cpu_features(info.get("system_info", ""))))),
+        ("llama.cpp CPU features", features_line(info)),
         (
             "portable build",
             "yes: outputs match every other portable build"

@@ -164,8 +164,6 @@ _lane_demands: list[int] = []  # one entry per open lanes_wanted(); guarded by _
 def lanes_wanted(count: int) -> Iterator[None]:
     """While open, new generations spread over `count` contexts of their model (created
     on first use, kept afterwards; each holds its own KV cache)."""
-    if count < 1:
-        raise ValueError(f"lanes must be at least 1, got {count}")
     with _registry_lock:
         _lane_demands.append(count)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import MissingExtraError
 from .requests import BatchRequest
-from .run import BatchResult, run_local
+from .run import BatchResult, require_positive_int, run_local
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,7 @@ class RayEngine:
 
     def __post_init__(self) -> None:
         for name in ("actors", "cpus_per_actor", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            require_positive_int(name, getattr(self, name))
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
 

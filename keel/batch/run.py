@@ -73,10 +73,14 @@ class LocalEngine:
     lanes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.lanes is not None and (
-            isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or self.lanes < 1
-        ):
-            raise ValueError(f"lanes must be a positive integer, got {self.lanes!r}")
+        if self.lanes is not None:
+            require_positive_int("lanes", self.lanes)
+
+
+def require_positive_int(name: str, value: object) -> None:
+    """An engine setting's check (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def run_local(

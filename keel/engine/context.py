@@ -86,8 +86,7 @@ class LlamaContext:
         params.n_ubatch = settings.n_ubatch
         params.n_seq_max = slots
         params.kv_unified = False  # one KV stream per slot: neighbours never show
-        params.n_threads = params.n_threads_batch = n_threads
-        self.n_threads = self._threads_now = n_threads
+        params.n_threads = params.n_threads_batch = self.n_threads = n_threads
         params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.type_k = lib.GGML_TYPE_F16
         params.type_v = lib.GGML_TYPE_F16
@@ -132,9 +131,7 @@ class LlamaContext:
             raise GenerationError(f"llama_decode failed with status {status} at {where}")
 
     def _decode_with(self, batch: Any, threads: int) -> int:
-        if threads != self._threads_now:
-            self._lib.llama_set_n_threads(self.pointer, threads, threads)
-            self._threads_now = threads
+        self._lib.llama_set_n_threads(self.pointer, threads, threads)  # two ints, no work
         status: int = self._lib.llama_decode(self.pointer, batch)
         return status
 

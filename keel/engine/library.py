@@ -92,6 +92,11 @@ def cpu_features(system_info: str) -> frozenset[str]:
     return frozenset(name for name, on in _FEATURE.findall(system_info) if on == "1")
 
 
+def features_line(info: dict[str, str]) -> str:
+    """A build's CPU features, sorted, for people to read."""
+    return " ".join(sorted(cpu_features(info.get("system_info", ""))))
+
+
 _FEATURE = re.compile(r"(\w+) = (\d)")
 
 
@@ -115,9 +120,8 @@ def warn_if_not_portable() -> None:
     """Once per process: a build other than keel's portable one gives other outputs."""
     info = build_info()
     if not is_portable(info):
-        features = " ".join(sorted(cpu_features(info.get("system_info", ""))))
         warn_caller(
             f"llama-cpp-python {info.get('llama_cpp_python')} is not keel's portable build "
-            f"(CPU features: {features}): outputs will differ from a portable build's; "
+            f"(CPU features: {features_line(info)}): outputs will differ from a portable build's; "
             f"fix: {portable_install_command()} (see keel doctor)"
         )

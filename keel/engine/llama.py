@@ -59,10 +59,6 @@ class LlamaEngine:
         lane.batch_sizes = self.batch_sizes
         return lane
 
-    def close(self) -> None:
-        """Free the context; the weights go with the last engine that holds them."""
-        self._llama.close()
-
     def step(self, token: int, position: int, slot: int = 0) -> None:
         """Decode one generated token at its position."""
         self._llama.decode([(token, position, slot)], all_logits=True)

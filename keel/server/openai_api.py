@@ -262,13 +262,11 @@ async def _respond(
             if result.logprobs is not None
             else None
         )
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if result.tool_calls:
-            message = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [call.to_dict() for call in result.tool_calls],
-            }
+        message: dict[str, Any] = (
+            {"role": "assistant", "content": None, "tool_calls": [c.to_dict() for c in calls]}
+            if (calls := result.tool_calls)
+            else {"role": "assistant", "content": content}
+        )
         choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
     else:
         logprobs = _completion_logprobs(result.logprobs) if result.logprobs is not None else None
