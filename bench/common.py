@@ -19,6 +19,7 @@ from typing import Any
 
 from llama_cpp import Llama
 
+from keel.engine.context import KV_TYPES, ContextSettings
 from keel.models import resolve_model
 
 Run = Callable[[], tuple[float, int]]  # returns (tokens per second, tokens produced)
@@ -33,6 +34,7 @@ def generation_environment() -> None:
 
 def baseline_llama(model: str, n_threads: int = 2) -> Llama:
     """llama-cpp-python's high-level Llama on the same file with keel's context settings."""
+    keel_context = ContextSettings(n_ctx=2048)
     return Llama(
         str(resolve_model(model).path),
         n_ctx=2048,
@@ -40,8 +42,10 @@ def baseline_llama(model: str, n_threads: int = 2) -> Llama:
         n_ubatch=512,
         n_threads=n_threads,
         n_threads_batch=n_threads,
-        flash_attn=False,
-        swa_full=True,
+        flash_attn=keel_context.flash_attn,
+        type_k=KV_TYPES[keel_context.k_type],
+        type_v=KV_TYPES[keel_context.v_type],
+        swa_full=keel_context.swa_full,
         verbose=False,
     )
 

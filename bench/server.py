@@ -13,7 +13,8 @@ alone to a freshly started server.
 llama-server is built once from the llama.cpp inside llama-cpp-python's source
 distribution (scripts/llama-server.sh, the same commit and CPU flags as keel's engine);
 set BENCH_LLAMA_SERVER=0 to leave it out. It runs twice: with its defaults (flash attention
-on) and with flash attention off, as keel runs (see docs/determinism.md).
+on, f16 K and V caches) and with keel's attention settings (flash attention on, f16 K and
+bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
 Usage: python bench/server.py   (BENCH_SECONDS=N, BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from keel.engine.context import ContextSettings
 from keel.models import resolve_model
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
@@ -264,9 +266,10 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
             "-np", "8", "-c", str(2048 * 8), "-b", "512", "-ub", "512", "--host", "127.0.0.1",
         ]  # fmt: skip
         found["llama-server -np 8"] = (llama_server, {})
-        # keel's attention kernels: llama.cpp's CPU flash attention is neither batch- nor
-        # thread-count-invariant (split-KV and tiled paths), so keel keeps it off
-        found["llama-server -fa off"] = ([*llama_server, "-fa", "off"], {})
+        # keel's attention kernels: K and V of different types keep llama.cpp's CPU flash
+        # attention off its split-KV and tiled paths, which depend on threads and batch
+        keel_kv = ["-fa", "on", "-ctk", ContextSettings.k_type, "-ctv", ContextSettings.v_type]
+        found["llama-server keel-kv"] = ([*llama_server, *keel_kv], {})
     found["llama_cpp.server"] = (
         [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", MODEL,
          "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", "2048",

@@ -40,6 +40,30 @@ def test_thread_count_does_not_change_output(model_name, monkeypatch):
     assert one == two
 
 
+def test_a_long_context_is_the_same_alone_batched_and_at_any_thread_count(model_name, monkeypatch):
+    """Past 512 KV cells llama.cpp's flash attention would split a lone query across
+    threads; keel's K/V types keep it on the one-row path, so nothing changes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from keel.loaded import load_location
+    from keel.models import resolve_model
+
+    prompt = "The keeper climbed the stairs and lit the lamp. " * 60
+    kwargs = dict(model=model_name, max_new_tokens=12, temperature=0.6, seed=3, raw=True)
+    neighbour = dict(kwargs, max_new_tokens=12, seed=4)
+    monkeypatch.setenv("KEEL_THREADS", "1")
+    engine = load_location(resolve_model(model_name)).engine
+    assert len(engine.vocab.prompt_tokens(prompt, raw=True)) > 520
+    one = keel.generate(prompt, **kwargs)
+    monkeypatch.setenv("KEEL_THREADS", "2")
+    two = keel.generate(prompt, **kwargs)
+    with ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(keel.generate, prompt + " And then", **neighbour)
+        batched = pool.submit(keel.generate, prompt, **kwargs)
+        busy.result()
+    assert one == two == batched.result()
+
+
 def test_same_seed_same_text_different_seeds_differ(model_name):
     kwargs = dict(model=model_name, max_new_tokens=24, temperature=1.0)
     texts = {seed: keel.generate(PROMPT, seed=seed, **kwargs) for seed in (1, 2, 3, 4, 5)}

@@ -17,6 +17,9 @@ from .library import llama
 
 CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
 
+# ggml's type ids (ggml.h) for the KV cache; the bindings export no name for bf16
+KV_TYPES = {"f16": 1, "bf16": 30}
+
 # (token, position, slot): one row of a llama_batch
 Entry = tuple[int, int, int]
 
@@ -29,8 +32,14 @@ class ContextSettings:
     n_ctx: int
     n_batch: int = CHUNK
     n_ubatch: int = CHUNK
-    flash_attn: bool = False
-    kv_type: str = "f16"
+    # Flash attention with K and V of different types: llama.cpp's CPU kernel then always
+    # takes its one-row path, which reads each query's cells in order on one thread. With
+    # equal f16 types it would split a lone query's cells across threads (from 512 cells)
+    # and tile prompts of 64+ rows, so logits would depend on thread count and batch.
+    # bf16 V keeps f16's size; its sums are kept in f32 (f16 V sums in f16).
+    flash_attn: bool = True
+    k_type: str = "f16"
+    v_type: str = "bf16"
     swa_full: bool = True
 
     def numerics(self) -> dict[str, Any]:
@@ -39,7 +48,8 @@ class ContextSettings:
             "n_batch": self.n_batch,
             "n_ubatch": self.n_ubatch,
             "flash_attn": self.flash_attn,
-            "kv_type": self.kv_type,
+            "k_type": self.k_type,
+            "v_type": self.v_type,
             "swa_full": self.swa_full,
         }
 
@@ -87,14 +97,22 @@ class LlamaContext:
         params.n_seq_max = slots
         params.kv_unified = False  # one KV stream per slot: neighbours never show
         params.n_threads = params.n_threads_batch = self.n_threads = n_threads
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.type_k = lib.GGML_TYPE_F16
-        params.type_v = lib.GGML_TYPE_F16
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attn
+            else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.type_k = KV_TYPES[settings.k_type]
+        params.type_v = KV_TYPES[settings.v_type]
         params.swa_full = settings.swa_full
         params.no_perf = True
         self.pointer = lib.llama_init_from_model(model.pointer, params)
         if not self.pointer:
-            raise ModelLoadError(f"llama.cpp could not create a context for {str(model.path)!r}")
+            raise ModelLoadError(
+                f"llama.cpp could not create a context for {str(model.path)!r} with "
+                f"{settings.numerics()} (models with MLA attention, e.g. DeepSeek, refuse K "
+                "and V caches of different types); KEEL_VERBOSE=1 shows llama.cpp's reason"
+            )
         self._memory = lib.llama_get_memory(self.pointer)
         self._batch = lib.llama_batch_init(settings.n_batch, 0, 1)
         self.n_ctx: int = lib.llama_n_ctx_seq(self.pointer)  # per slot
