@@ -37,9 +37,9 @@ def baseline_llama(model: str, n_threads: int = 2) -> Llama:
     keel_context = ContextSettings(n_ctx=2048)
     return Llama(
         str(resolve_model(model).path),
-        n_ctx=2048,
-        n_batch=512,
-        n_ubatch=512,
+        n_ctx=keel_context.n_ctx,
+        n_batch=keel_context.n_batch,
+        n_ubatch=keel_context.n_ubatch,
         n_threads=n_threads,
         n_threads_batch=n_threads,
         flash_attn=keel_context.flash_attn,

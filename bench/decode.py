@@ -4,8 +4,7 @@ All three use the same GGUF, 2 threads, n_ctx 2048, n_batch = n_ubatch = 512, ke
 attention settings (flash attention, f16 K and bf16 V caches), the same raw prompt, greedy,
 128 new tokens. Each runner lives in its own process (bench/common.py says why); runs are
 interleaved in a rotating order, after one warm-up each, and the median of REPEATS is
-reported. The bare loop (argmax over keel's
-engine, no sampler, no events) is the limit row.
+reported. The bare loop (argmax over keel's engine, no sampler, no events) is the limit row.
 
 Usage: python bench/decode.py   (BENCH_REPEATS=N to change the repeat count)
 """

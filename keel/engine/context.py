@@ -4,7 +4,7 @@ sequences ("slots") with the batch used to feed it. Each wrapper owns one lifeti
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,7 @@ class ContextSettings:
     swa_full: bool = True
 
     def numerics(self) -> dict[str, Any]:
-        return {
-            "n_ctx": self.n_ctx,
-            "n_batch": self.n_batch,
-            "n_ubatch": self.n_ubatch,
-            "flash_attn": self.flash_attn,
-            "k_type": self.k_type,
-            "v_type": self.v_type,
-            "swa_full": self.swa_full,
-        }
+        return asdict(self)
 
 
 class LlamaModel:
