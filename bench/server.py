@@ -2,13 +2,19 @@
 same GGUF, 2 threads, one run. keel runs twice: as it starts by default (one context per
 model) and with KEEL_LANES=2 (two contexts on the same weights).
 
-Each server runs in its own process on a loopback port, one after the other. At 1, 2, 4
-and 8 concurrent streaming clients (OpenAI /v1/completions, stream=True) requests go back
-to back for BENCH_SECONDS per level: distinct prompts, 64 new tokens, alternately greedy
-and seeded T=0.7. Reported per level: output tokens/s, requests/s, time to first token and
-inter-token latency (p50/p99), errors, and the determinism rate: the share of the 8-client
-responses (up to BENCH_CHECKS of them) that are byte-identical to the same request sent
-alone to a freshly started server.
+Each server runs in its own process on a loopback port. All are started first and take
+turns: at 1, 2, 4 and 8 concurrent streaming clients (OpenAI /v1/completions,
+stream=True), each round gives every server a window of BENCH_SECONDS (the order rotates
+from round to round) in which requests go back to back: distinct prompts, 64 new tokens,
+alternately greedy and seeded T=0.7. A shared VM's speed drifts by tens of percent within
+a minute, so the ratio of a level is the median over BENCH_ROUNDS rounds of the ratio
+between windows seconds apart, not of runs minutes apart. The servers that wait use no
+CPU (measured each window and printed: a server that did would slow the one measured).
+
+Reported per level: output tokens/s (median of the windows), the paired ratio,
+requests/s, time to first token and inter-token latency (p50/p99), errors, and the
+determinism rate: the share of the 8-client responses (up to BENCH_CHECKS of them) that
+are byte-identical to the same request sent alone to a freshly started server.
 
 llama-server is built once from the llama.cpp inside llama-cpp-python's source
 distribution (scripts/llama-server.sh, the same commit and CPU flags as keel's engine);
@@ -16,7 +22,8 @@ set BENCH_LLAMA_SERVER=0 to leave it out. It runs twice: with its defaults (flas
 on, f16 K and V caches) and with keel's attention settings (flash attention on, f16 K and
 bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
-Usage: python bench/server.py   (BENCH_SECONDS=N, BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
+Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
+BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
 """
 
 from __future__ import annotations
@@ -31,16 +38,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from keel.engine.context import ContextSettings
 from keel.models import resolve_model
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
@@ -210,25 +219,82 @@ def percentile(values: list[float], q: int) -> float:
 
 @dataclass
 class Level:
+    """One server at one client count, over all its windows."""
+
     clients: int
-    tally: Tally
-    elapsed: float
+    tally: Tally = field(default_factory=Tally)
+    elapsed: float = 0.0
+    rates: list[float] = field(default_factory=list)  # tok/s of each window, round by round
+
+    def add(self, window: Tally, elapsed: float) -> None:
+        whole = self.tally
+        whole.tokens += window.tokens
+        whole.requests += window.requests
+        whole.errors += window.errors
+        whole.first_token.extend(window.first_token)
+        whole.gaps.extend(window.gaps)
+        whole.texts.update(window.texts)
+        self.elapsed += elapsed
+        self.rates.append(window.tokens / elapsed)
 
 
-def bench(name: str, command: list[str], env: dict) -> tuple[list[Level], float]:
-    levels = []
-    with serving(command, env) as url:
-        one_request(new_client(), url, 10**8, Tally())  # warm-up
-        for number, clients in enumerate(LEVELS):
-            tally, elapsed = load(url, clients, first_index=number * 10**6)
-            levels.append(Level(clients, tally, elapsed))
-            print(f"  {name}: {clients} clients done", file=sys.stderr)
-    busiest = levels[-1].tally.texts
+@dataclass
+class Runner:
+    name: str
+    command: list[str]
+    env: dict
+    url: str = ""
+    pid: int = 0
+    levels: dict[int, Level] = field(default_factory=dict)
+    idle_cpu: float = 0.0  # the most CPU (share of a core) it used while another was measured
+    determinism: float = float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def take_turns(runners: list[Runner]) -> None:
+    """Every level, ROUNDS rounds of one window per server, the order rotating, while the
+    other servers wait; records how much CPU each used while it waited."""
+    first_index = itertools.count(step=10**4)  # distinct prompts in every window
+    for clients in LEVELS:
+        for runner in runners:
+            runner.levels[clients] = Level(clients)
+        for round_ in range(ROUNDS):
+            shift = round_ % len(runners)
+            for runner in runners[shift:] + runners[:shift]:
+                waiting = [other for other in runners if other is not runner]
+                before = [cpu_seconds(other.pid) for other in waiting]
+                window, elapsed = load(runner.url, clients, next(first_index))
+                for other, start in zip(waiting, before, strict=True):
+                    used = (cpu_seconds(other.pid) - start) / elapsed
+                    other.idle_cpu = max(other.idle_cpu, used)
+                runner.levels[clients].add(window, elapsed)
+        print(f"  {clients} clients done", file=sys.stderr)
+
+
+def check_determinism(runner: Runner) -> None:
+    """The busiest level's responses against the same requests sent alone to a fresh
+    server (nothing cached, nothing warm)."""
+    busiest = runner.levels[LEVELS[-1]].tally.texts
     checked = sorted(busiest)[:CHECKS]
-    with serving(command, env) as url:  # fresh: nothing cached, nothing warm
+    with serving(runner.command, runner.env) as url:
         solo = alone(url, checked)
     same = sum(busiest[index] == solo.get(index) for index in checked)
-    return levels, same / len(checked) if checked else float("nan")
+    runner.determinism = same / len(checked) if checked else float("nan")
+
+
+def run_all(runners: list[Runner]) -> None:
+    with ExitStack() as servers:
+        for runner in runners:
+            runner.url, process = servers.enter_context(server_process(runner.command, runner.env))
+            runner.pid = process.pid
+            one_request(new_client(), runner.url, 10**8, Tally())  # warm-up
+        take_turns(runners)
+    for runner in runners:
+        check_determinism(runner)
 
 
 def llama_server_binary() -> str | None:
@@ -283,23 +349,27 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
 
 def main() -> None:
     path = str(resolve_model(MODEL).path)
-    results = {name: bench(name, command, env) for name, (command, env) in servers(path).items()}
-    anchor = "llama-server -np 8" if "llama-server -np 8" in results else "llama_cpp.server"
+    runners = [Runner(name, command, env) for name, (command, env) in servers(path).items()]
+    run_all(runners)
+    by_name = {runner.name: runner for runner in runners}
+    anchor = by_name.get("llama-server -np 8") or by_name["llama_cpp.server"]
     print(
         f"{MODEL}, {THREADS} threads, {NEW_TOKENS} new tokens, distinct prompts, greedy and "
-        f"T=0.7 alternately, {SECONDS:.0f} s per level; ratio = tok/s vs {anchor}"
+        f"T=0.7 alternately; {ROUNDS} rounds of a {SECONDS:.0f} s window per server and "
+        f"level; tok/s = median window; ratio = median of tok/s / {anchor.name}'s in the "
+        "same round"
     )
     print(
         f"{'server':<20} {'clients':>7} {'tok/s':>7} {'ratio':>6} {'req/s':>6} {'errors':>6} "
         f"{'TTFT p50':>9} {'p99':>6} {'ITL p50':>8} {'p99':>6}  (ms)"
     )
-    anchor_rates = {lv.clients: lv.tally.tokens / lv.elapsed for lv in results[anchor][0]}
-    for name, (levels, _) in results.items():
-        for level in levels:
-            tally, rate = level.tally, level.tally.tokens / level.elapsed
+    for runner in runners:
+        for clients, level in runner.levels.items():
+            tally = level.tally
+            paired = zip(level.rates, anchor.levels[clients].rates, strict=True)
             print(
-                f"{name:<20} {level.clients:>7} {rate:>7.1f} "
-                f"{rate / anchor_rates[level.clients]:>5.2f}x "
+                f"{runner.name:<20} {clients:>7} {statistics.median(level.rates):>7.1f} "
+                f"{statistics.median(rate / base for rate, base in paired):>5.2f}x "
                 f"{tally.requests / level.elapsed:>6.2f} {tally.errors:>6} "
                 f"{percentile(tally.first_token, 50) * 1000:>9.0f} "
                 f"{percentile(tally.first_token, 99) * 1000:>6.0f} "
@@ -307,9 +377,13 @@ def main() -> None:
                 f"{percentile(tally.gaps, 99) * 1000:>6.1f}"
             )
     print()
+    print("CPU a waiting server used while another was measured (most of any window):")
+    for runner in runners:
+        print(f"{runner.name:<20} {runner.idle_cpu:>7.1%} of a core")
+    print()
     print(f"determinism: {LEVELS[-1]}-client responses identical to the request sent alone")
-    for name, (_, rate) in results.items():
-        print(f"{name:<20} {rate:>7.0%}")
+    for runner in runners:
+        print(f"{runner.name:<20} {runner.determinism:>7.0%}")
 
 
 if __name__ == "__main__":
