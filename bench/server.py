@@ -8,8 +8,9 @@ stream=True), each round gives every server a window of BENCH_SECONDS (the order
 from round to round) in which requests go back to back: distinct prompts, 64 new tokens,
 alternately greedy and seeded T=0.7. A shared VM's speed drifts by tens of percent within
 a minute, so the ratio of a level is the median over BENCH_ROUNDS rounds of the ratio
-between windows seconds apart, not of runs minutes apart. The servers that wait use no
-CPU (measured each window and printed: a server that did would slow the one measured).
+between windows seconds apart, not of runs minutes apart. The servers that wait use next
+to no CPU (measured each window and printed: a server that did would slow the one
+measured).
 
 Reported per level: output tokens/s (median of the windows), the paired ratio,
 requests/s, time to first token and inter-token latency (p50/p99), errors, and the
