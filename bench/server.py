@@ -70,6 +70,15 @@ class Tally:
     texts: dict[int, str] = field(default_factory=dict)  # request index -> its text
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def absorb(self, other: Tally) -> None:
+        """Add another tally's requests to this one."""
+        self.tokens += other.tokens
+        self.requests += other.requests
+        self.errors += other.errors
+        self.first_token.extend(other.first_token)
+        self.gaps.extend(other.gaps)
+        self.texts.update(other.texts)
+
 
 def free_port() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
@@ -228,13 +237,7 @@ class Level:
     rates: list[float] = field(default_factory=list)  # tok/s of each window, round by round
 
     def add(self, window: Tally, elapsed: float) -> None:
-        whole = self.tally
-        whole.tokens += window.tokens
-        whole.requests += window.requests
-        whole.errors += window.errors
-        whole.first_token.extend(window.first_token)
-        whole.gaps.extend(window.gaps)
-        whole.texts.update(window.texts)
+        self.tally.absorb(window)
         self.elapsed += elapsed
         self.rates.append(window.tokens / elapsed)
 
@@ -292,7 +295,7 @@ def run_all(runners: list[Runner]) -> None:
         for runner in runners:
             runner.url, process = servers.enter_context(server_process(runner.command, runner.env))
             runner.pid = process.pid
-            one_request(new_client(), runner.url, 10**8, Tally())  # warm-up
+            alone(runner.url, [10**8])  # warm-up
         take_turns(runners)
     for runner in runners:
         check_determinism(runner)
