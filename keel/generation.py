@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Generator
+from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
 
@@ -19,7 +20,7 @@ from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
 from .params import GenerationParams
 from .penalties import Penalties
 from .prompt import Prompt
-from .sampling import TokenLogprob, sample, token_logprob
+from .sampling import TokenLogprob, noise_ahead, sample, token_logprob
 from .structured.session import ConstraintSession
 
 # Within this many tokens of the budget's end, a constrained generation checks each token
@@ -55,6 +56,7 @@ class Generation:
         self._utf8 = Utf8Assembler()
         self._stops = StopMatcher(params.stop_strings)
         self._penalties = Penalties(params)
+        self._noise: Future[np.ndarray] | None = None  # the next step's, drawn ahead
         self._started = perf_counter()
         self._decoding = self._started
         self._stats: dict[str, Any] = {
@@ -115,7 +117,8 @@ class Generation:
             self.constraint,
             self._stops,
         )
-        token = self._within_budget(sample(self._scores(logits), self.steps, params))
+        noise = self._noise.result() if self._noise is not None else None
+        token = self._within_budget(sample(self._scores(logits), self.steps, params, noise))
         if self._penalties.active:
             self._penalties.accept(token)
         logprob = (
@@ -145,6 +148,11 @@ class Generation:
         if self.steps == 1:
             self._stats["time_to_first_token"] = now - self._started
         self.pending = None if finish else token
+        self._noise = (
+            noise_ahead(params.seed, self.steps, logits.shape[0])
+            if self.pending is not None and params.temperature > 0.0
+            else None
+        )
         return self._event(text, token, logprob, finish, stop)
 
     def _within_budget(self, token: int) -> int:

@@ -9,7 +9,9 @@ in vocabulary order, so stream, batch and resumed runs pick the same tokens.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,30 @@ def gumbel_noise(seed: int, step: int, size: int) -> np.ndarray:
     return noise
 
 
+# A step's noise depends only on (seed, step), not on the logits, so it can be drawn ahead,
+# while the model decodes. Between two decodes the worker samples every row of the batch
+# one after the other, and nothing else can go on meanwhile; the draw is most of a T > 0
+# row's share of that (about 0.3 of 0.45 ms on a 49k vocabulary).
+_helper: ThreadPoolExecutor | None = None
+
+
+def _forget_helper() -> None:
+    global _helper
+    _helper = None  # a forked child has no helper thread: it starts its own
+
+
+os.register_at_fork(after_in_child=_forget_helper)
+
+
+def noise_ahead(seed: int, step: int, size: int) -> Future[np.ndarray]:
+    """gumbel_noise(seed, step, size), drawn on a helper thread (numpy releases the GIL
+    while it draws); idle, the thread waits on a queue."""
+    global _helper
+    if _helper is None:
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-noise")
+    return _helper.submit(gumbel_noise, seed, step, size)
+
+
 def _apply_top_p(scaled: np.ndarray, ids: np.ndarray, top_p: float) -> np.ndarray:
     """Smallest prefix (by probability, ties by id) whose mass reaches top_p."""
     probs = np.exp(scaled - scaled.max())
@@ -85,12 +111,16 @@ def candidate_ids(logits: np.ndarray, params: GenerationParams) -> np.ndarray | 
     return ids
 
 
-def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
-    """Choose the next token. Temperature 0 is argmax with ties to the lowest id."""
+def sample(
+    logits: np.ndarray, step: int, params: GenerationParams, noise: np.ndarray | None = None
+) -> int:
+    """Choose the next token. Temperature 0 is argmax with ties to the lowest id. `noise`,
+    if given, is this step's gumbel_noise drawn ahead (noise_ahead)."""
     if params.temperature == 0.0:
         return int(np.argmax(logits))
     ids = candidate_ids(logits, params)
-    noise = gumbel_noise(params.seed, step, logits.shape[0])
+    if noise is None:
+        noise = gumbel_noise(params.seed, step, logits.shape[0])
     if ids is None:
         return int(np.argmax(logits / np.float32(params.temperature) + noise))
     scores = logits[ids] / np.float32(params.temperature) + noise[ids]

@@ -19,10 +19,12 @@ from keel.server import ServerConfig, create_app
 
 
 @contextmanager
-def running_server(config: ServerConfig, wait_healthy: bool = True):
+def running_server(config: ServerConfig, wait_healthy: bool = True, **uvicorn_options):
     """Yield the base URL of a uvicorn server for `config`; stop it afterwards."""
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning")
+        uvicorn.Config(
+            create_app(config), host="127.0.0.1", port=0, log_level="warning", **uvicorn_options
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -12,7 +12,12 @@ import time
 import httpx
 import pytest
 import websockets
-from serving import keel_serve
+from serving import keel_serve, running_server
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from keel.server import ServerConfig
+from keel.server.protocol import deadline_protocol
 
 HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT = 1.0, 1.0, 2.0
 
@@ -66,7 +71,23 @@ def idle(url: str, within: float) -> bool:
     return False
 
 
+def test_keel_serve_parses_http_with_httptools():
+    assert issubclass(deadline_protocol(HEAD_TIMEOUT), HttpToolsProtocol)
+
+
 def test_headers_a_byte_at_a_time_are_cut_off_and_others_served(url):
+    slow_heads_are_cut_off(url)
+
+
+def test_the_h11_fallback_keeps_the_head_deadline():
+    """Where httptools is missing, keel serve puts the same deadline on h11's protocol."""
+    http = deadline_protocol(HEAD_TIMEOUT, H11Protocol)
+    with running_server(ServerConfig(model="smollm2-135m"), http=http) as url:
+        slow_heads_are_cut_off(url)
+        assert closed_by_server(raw_socket(url), HEAD_TIMEOUT + 3)
+
+
+def slow_heads_are_cut_off(url: str) -> None:
     slow = [raw_socket(url) for _ in range(20)]
     for sock in slow:
         sock.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\n")

@@ -5,7 +5,14 @@ import random
 import numpy as np
 
 from keel.params import make_params
-from keel.sampling import candidate_ids, gumbel_noise, sample, token_logprob, top_ids
+from keel.sampling import (
+    candidate_ids,
+    gumbel_noise,
+    noise_ahead,
+    sample,
+    token_logprob,
+    top_ids,
+)
 
 
 def test_argmax_ties_go_to_lowest_id():
@@ -35,6 +42,16 @@ def test_noise_depends_only_on_seed_and_step():
     assert not np.array_equal(a, gumbel_noise(8, 3, 100))
     # steps are independent streams, not shifted copies of one another
     assert not np.array_equal(gumbel_noise(7, 3, 100)[4:], gumbel_noise(7, 4, 100)[:-4])
+
+
+def test_noise_drawn_ahead_is_the_same_noise_and_picks_the_same_tokens():
+    rng = np.random.default_rng(3)
+    for step in range(20):
+        logits = rng.normal(size=49152).astype(np.float32)
+        params = make_params("x", temperature=0.7, seed=step * 11, top_p=0.9 if step % 2 else 1.0)
+        drawn = noise_ahead(params.seed, step, logits.shape[0]).result()
+        assert np.array_equal(drawn, gumbel_noise(params.seed, step, logits.shape[0]))
+        assert sample(logits, step, params, drawn) == sample(logits, step, params)
 
 
 def test_no_global_random_state_is_touched():
