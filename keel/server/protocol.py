@@ -7,8 +7,9 @@ arrive whole within `head_timeout` seconds of its first byte (or of the connecti
 the connection is closed.
 
 The deadline goes on httptools' protocol (a C parser) where httptools is installed, else on
-h11's (pure Python): streaming, the server writes one chunk per token, and httptools cuts
-the event loop's CPU per token by about a third (bench/server.py).
+h11's (pure Python): streaming, the server writes one chunk per token, and with httptools
+on uvloop the event loop spent 0.23 ms of CPU per streamed token instead of 0.32 (8 clients
+of bench/server.py's load; README, server figures).
 """
 
 from __future__ import annotations
