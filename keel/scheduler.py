@@ -138,30 +138,21 @@ class Worker:
 
     def _admit(self) -> None:
         """Give queued jobs free slots; wait for one when nothing is running."""
-        jobs = self._take_queued()
-        fills_every_slot = len(self._active) + len(jobs) == self.engine.slots.count
-        for job in jobs:
+        while len(self._active) < self.engine.slots.count:
             try:
-                slot = self._pick_slot(job.generation, fills_every_slot)
+                job = self._queue.get(block=not self._active)
+            except queue.Empty:
+                return
+            if job.cancelled.is_set():
+                job.end()  # cancelled while waiting: not even a prefill
+                continue
+            try:
+                slot = self._pick_slot(job.generation)
             except BaseException as exc:  # not yet in _active: end it here, or it hangs
                 job.end(error=exc)
                 continue
             self._active[slot] = job
             self._prefills[slot] = job.generation.prefill(slot, job.submitted)
-
-    def _take_queued(self) -> list[Job]:
-        """The queued jobs that fit in the free slots (waiting for one when nothing runs)."""
-        jobs: list[Job] = []
-        while len(self._active) + len(jobs) < self.engine.slots.count:
-            try:
-                job = self._queue.get(block=not self._active and not jobs)
-            except queue.Empty:
-                break
-            if job.cancelled.is_set():
-                job.end()  # cancelled while waiting: not even a prefill
-                continue
-            jobs.append(job)
-        return jobs
 
     def _prefill_round(self) -> None:
         """Prefill about one chunk's worth of prompt tokens, oldest prompt first: several
@@ -193,18 +184,17 @@ class Worker:
             self._finish(slot)
         return True
 
-    def _pick_slot(self, generation: Generation, fills_every_slot: bool) -> int:
+    def _pick_slot(self, generation: Generation) -> int:
         """The free slot that keeps the running slots in the fewest decode groups (another
         group costs a whole llama_decode at every step), then the one whose KV the prompt
-        can reuse most, then the lowest. When the jobs admitted together fill every slot,
-        the groups end up one run whatever the choice, so reuse alone decides."""
+        can reuse most, then the lowest."""
         slots, sizes = self.engine.slots, self.engine.batch_sizes
         busy = set(self._active)
         free = [slot for slot in range(slots.count) if slot not in busy]
         tokens = generation.prompt.tokens
 
         def cost(slot: int) -> tuple[int, int, int]:
-            groups = 0 if fills_every_slot else len(batch_groups(sorted(busy | {slot}), sizes))
+            groups = len(batch_groups(sorted(busy | {slot}), sizes))
             return groups, -slots.reusable_tokens(tokens, slot), slot
 
         return min(free, key=cost)

@@ -115,31 +115,3 @@ def test_the_same_prompt_again_skips_prefill_and_gives_the_same_tokens(model_nam
     assert reused == 0 and first == cold[0]
     reused, again = run(2)
     assert reused == len(engine.vocab.prompt_tokens(prompt, raw=False)) and again == cold[1]
-
-
-def test_requests_admitted_together_each_take_the_slot_they_can_reuse():
-    """Jobs that fill every free slot at once may take non-adjacent slots (the running
-    slots end up one decode group anyway), so each goes where its prompt's prefix is."""
-    engine = load_location(resolve_model("smollm2-135m")).engine
-    topics = ["a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship", "a bee"]
-    assert engine.slots.count == len(topics)
-    first = [f"Here is a short story about {topic} (#1):" for topic in topics]
-    again = [f"Here is a short story about {topic} (#2):" for topic in topics[1:]]
-    engine.slots.reset()
-    # all eight run at once, so each holds a slot of its own
-    for handle in [keel.start_generation(p, raw=True, max_new_tokens=24) for p in first]:
-        list(handle)
-    # a long prompt going on from topics[0]'s keeps the worker in one prefill (one chunk)
-    # while the others queue up; then all seven are admitted together
-    long = keel.start_generation(first[0] + SENTENCE * 28, raw=True, max_new_tokens=2)
-    handles = [keel.start_generation(p, raw=True, max_new_tokens=4) for p in reversed(again)]
-    warm = [list(handle) for handle in handles][::-1]
-    list(long)
-    for prompt, events in zip(again, warm, strict=True):
-        topic_prefix = engine.vocab.prompt_tokens(prompt.split(" (#")[0], raw=True)
-        assert events[-1].prompt_reused >= len(topic_prefix), prompt
-    engine.slots.reset()
-    cold = [list(keel.stream_generate(p, raw=True, max_new_tokens=4)) for p in again]
-    assert [[e.token for e in events] for events in warm] == [
-        [e.token for e in events] for events in cold
-    ]
