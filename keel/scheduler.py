@@ -20,6 +20,7 @@ from .config import settings
 from .engine.batching import batch_groups
 from .engine.context import CHUNK
 from .engine.llama import LlamaEngine
+from .engine.slots import Slots
 from .errors import GenerationError, QueueFullError
 from .events import GenerationResponse, GenerationResult
 from .generation import Generation
@@ -86,6 +87,22 @@ class Job:
         return None
 
 
+def best_slot(
+    tokens: list[int], busy: set[int], slots: Slots, sizes: tuple[int, ...], fills_every_slot: bool
+) -> int:
+    """The free slot for a prompt: the one that keeps the busy slots in the fewest decode
+    groups (another group costs a whole llama_decode at every step), then the one whose KV
+    the prompt can reuse most, then the lowest. When the jobs being placed fill every slot,
+    the busy slots end up one run whichever each takes, so reuse alone decides; otherwise
+    a new request would often take the slot beside the running ones and lose its prefix."""
+
+    def cost(slot: int) -> tuple[int, int, int]:
+        groups = 0 if fills_every_slot else len(batch_groups(sorted(busy | {slot}), sizes))
+        return groups, -slots.reusable_tokens(tokens, slot), slot
+
+    return min((slot for slot in range(slots.count) if slot not in busy), key=cost)
+
+
 class Worker:
     def __init__(self, engine: LlamaEngine, name: str) -> None:
         self.engine = engine
@@ -138,21 +155,31 @@ class Worker:
 
     def _admit(self) -> None:
         """Give queued jobs free slots; wait for one when nothing is running."""
-        while len(self._active) < self.engine.slots.count:
+        jobs = self._take_queued()
+        fills_every_slot = len(self._active) + len(jobs) == self.engine.slots.count
+        for job in jobs:
             try:
-                job = self._queue.get(block=not self._active)
-            except queue.Empty:
-                return
-            if job.cancelled.is_set():
-                job.end()  # cancelled while waiting: not even a prefill
-                continue
-            try:
-                slot = self._pick_slot(job.generation)
+                slot = self._pick_slot(job.generation, fills_every_slot)
             except BaseException as exc:  # not yet in _active: end it here, or it hangs
                 job.end(error=exc)
                 continue
             self._active[slot] = job
             self._prefills[slot] = job.generation.prefill(slot, job.submitted)
+
+    def _take_queued(self) -> list[Job]:
+        """All the queued jobs that fit in the free slots (waiting for one when nothing
+        runs), so jobs that arrived together are placed knowing of each other."""
+        jobs: list[Job] = []
+        while len(self._active) + len(jobs) < self.engine.slots.count:
+            try:
+                job = self._queue.get(block=not self._active and not jobs)
+            except queue.Empty:
+                break
+            if job.cancelled.is_set():
+                job.end()  # cancelled while waiting: not even a prefill
+                continue
+            jobs.append(job)
+        return jobs
 
     def _prefill_round(self) -> None:
         """Prefill about one chunk's worth of prompt tokens, oldest prompt first: several
@@ -184,20 +211,14 @@ class Worker:
             self._finish(slot)
         return True
 
-    def _pick_slot(self, generation: Generation) -> int:
-        """The free slot that keeps the running slots in the fewest decode groups (another
-        group costs a whole llama_decode at every step), then the one whose KV the prompt
-        can reuse most, then the lowest."""
-        slots, sizes = self.engine.slots, self.engine.batch_sizes
-        busy = set(self._active)
-        free = [slot for slot in range(slots.count) if slot not in busy]
-        tokens = generation.prompt.tokens
-
-        def cost(slot: int) -> tuple[int, int, int]:
-            groups = len(batch_groups(sorted(busy | {slot}), sizes))
-            return groups, -slots.reusable_tokens(tokens, slot), slot
-
-        return min(free, key=cost)
+    def _pick_slot(self, generation: Generation, fills_every_slot: bool) -> int:
+        return best_slot(
+            generation.prompt.tokens,
+            set(self._active),
+            self.engine.slots,
+            self.engine.batch_sizes,
+            fills_every_slot,
+        )
 
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""

@@ -5,6 +5,7 @@ import pytest
 import keel
 from keel.loaded import load_location
 from keel.models import resolve_model
+from keel.scheduler import best_slot
 
 SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
 
@@ -115,3 +116,33 @@ def test_the_same_prompt_again_skips_prefill_and_gives_the_same_tokens(model_nam
     assert reused == 0 and first == cold[0]
     reused, again = run(2)
     assert reused == len(engine.vocab.prompt_tokens(prompt, raw=False)) and again == cold[1]
+
+
+def test_jobs_that_fill_every_slot_each_take_the_slot_holding_their_prefix():
+    """Placed together so that every slot is busy, the running slots are one decode group
+    whichever each job takes, so each goes where its prompt's prefix is; otherwise staying
+    beside the running slots comes first."""
+    engine = load_location(resolve_model("smollm2-135m")).engine
+    topics = ["a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship", "a bee"]
+    assert engine.slots.count == len(topics)
+
+    def tokens(topic: str, index: int) -> list[int]:
+        return engine.vocab.prompt_tokens(
+            f"Here is a short story about {topic} (#{index}):", raw=True
+        )
+
+    engine.slots.reset()
+    for slot, topic in enumerate(topics):
+        engine.slots.prefill(tokens(topic, 1), slot)
+    again = [tokens(topic, 2) for topic in topics]
+    sizes = engine.batch_sizes
+    busy: set[int] = set()
+    for slot in reversed(range(len(topics))):  # arriving in an order unlike the slots'
+        assert best_slot(again[slot], busy, engine.slots, sizes, fills_every_slot=True) == slot
+        topic_prefix = engine.vocab.prompt_tokens(
+            f"Here is a short story about {topics[slot]}", raw=True
+        )
+        assert engine.slots.reusable_tokens(again[slot], slot) >= len(topic_prefix)
+        busy.add(slot)
+    assert best_slot(again[6], {0, 1, 2, 3}, engine.slots, sizes, fills_every_slot=False) == 4
+    engine.slots.reset()
