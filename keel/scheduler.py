@@ -88,13 +88,15 @@ class Job:
 
 
 def best_slot(
-    tokens: list[int], busy: set[int], slots: Slots, sizes: tuple[int, ...], fills_every_slot: bool
+    tokens: list[int], busy: set[int], slots: Slots, sizes: tuple[int, ...], placing: int
 ) -> int:
-    """The free slot for a prompt: the one that keeps the busy slots in the fewest decode
-    groups (another group costs a whole llama_decode at every step), then the one whose KV
-    the prompt can reuse most, then the lowest. When the jobs being placed fill every slot,
-    the busy slots end up one run whichever each takes, so reuse alone decides; otherwise
-    a new request would often take the slot beside the running ones and lose its prefix."""
+    """The free slot for a prompt, one of `placing` jobs (itself included) still to place:
+    the slot that keeps the busy slots in the fewest decode groups (another group costs a
+    whole llama_decode at every step), then the one whose KV the prompt can reuse most, then
+    the lowest. When the jobs being placed fill every slot, the busy slots end up one run
+    whichever each takes, so reuse alone decides; otherwise a new request would often take
+    the slot beside the running ones and lose its prefix."""
+    fills_every_slot = len(busy) + placing >= slots.count
 
     def cost(slot: int) -> tuple[int, int, int]:
         groups = 0 if fills_every_slot else len(batch_groups(sorted(busy | {slot}), sizes))
@@ -156,10 +158,9 @@ class Worker:
     def _admit(self) -> None:
         """Give queued jobs free slots; wait for one when nothing is running."""
         jobs = self._take_queued()
-        fills_every_slot = len(self._active) + len(jobs) == self.engine.slots.count
-        for job in jobs:
+        for placed, job in enumerate(jobs):
             try:
-                slot = self._pick_slot(job.generation, fills_every_slot)
+                slot = self._pick_slot(job.generation, len(jobs) - placed)
             except BaseException as exc:  # not yet in _active: end it here, or it hangs
                 job.end(error=exc)
                 continue
@@ -211,14 +212,10 @@ class Worker:
             self._finish(slot)
         return True
 
-    def _pick_slot(self, generation: Generation, fills_every_slot: bool) -> int:
-        return best_slot(
-            generation.prompt.tokens,
-            set(self._active),
-            self.engine.slots,
-            self.engine.batch_sizes,
-            fills_every_slot,
-        )
+    def _pick_slot(self, generation: Generation, placing: int) -> int:
+        engine = self.engine
+        busy = set(self._active)
+        return best_slot(generation.prompt.tokens, busy, engine.slots, engine.batch_sizes, placing)
 
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""

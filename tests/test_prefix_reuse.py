@@ -138,11 +138,11 @@ def test_jobs_that_fill_every_slot_each_take_the_slot_holding_their_prefix():
     sizes = engine.batch_sizes
     busy: set[int] = set()
     for slot in reversed(range(len(topics))):  # arriving in an order unlike the slots'
-        assert best_slot(again[slot], busy, engine.slots, sizes, fills_every_slot=True) == slot
+        assert best_slot(again[slot], busy, engine.slots, sizes, placing=slot + 1) == slot
         topic_prefix = engine.vocab.prompt_tokens(
             f"Here is a short story about {topics[slot]}", raw=True
         )
         assert engine.slots.reusable_tokens(again[slot], slot) >= len(topic_prefix)
         busy.add(slot)
-    assert best_slot(again[6], {0, 1, 2, 3}, engine.slots, sizes, fills_every_slot=False) == 4
+    assert best_slot(again[6], {0, 1, 2, 3}, engine.slots, sizes, placing=1) == 4
     engine.slots.reset()

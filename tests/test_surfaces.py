@@ -150,7 +150,7 @@ def test_async_handle_cancel():
 def test_a_job_the_worker_cannot_place_fails_instead_of_hanging(monkeypatch):
     worker = load_location(resolve_model("smollm2-135m")).lanes[0].worker
 
-    def no_slot(generation, fills_every_slot):
+    def no_slot(generation, placing):
         raise RuntimeError("no slot for this job")
 
     monkeypatch.setattr(worker, "_pick_slot", no_slot)
