@@ -25,6 +25,7 @@ from common import (
 from llama_cpp import Llama
 
 import keel
+from keel.engine.compute import COMPUTE
 from keel.loaded import load_location
 from keel.models import resolve_model
 
@@ -75,7 +76,8 @@ def bare_run(model: str) -> int:
 def runner(name: str, model: str) -> Run:
     """One runner, built in its own process (only its model is loaded there)."""
     if name == "bare":
-        return lambda: rate_of(lambda: bare_run(model))
+        # on the compute thread, where keel's worker runs its rounds: no hand-over per decode
+        return lambda: rate_of(lambda: COMPUTE.run(bare_run, model))
     if name == "llama-cpp-python":
         llm = baseline_llama(model)
         return lambda: rate_of(lambda: llama_cpp_run(llm))

@@ -3,8 +3,10 @@
 The worker keeps up to `slots` generations in flight. Each round it gives queued jobs
 free slots, prefills about one chunk of prompt tokens, then decodes the pending tokens of
 all running generations, batched in groups of proven sizes, and pushes each event into its
-job's channel. Consumers in any thread or event loop read at their own pace; a consumer
-that stops early cancels its job, which ends before its next token and frees the slot.
+job's channel. While generations are in flight, the rounds run on the process's compute
+thread if it is free (engine/compute.py), so a decode needs no hand-over between threads.
+Consumers in any thread or event loop read at their own pace; a consumer that stops early
+cancels its job, which ends before its next token and frees the slot.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from time import perf_counter
 from .channel import Channel
 from .config import settings
 from .engine.batching import batch_groups
+from .engine.compute import COMPUTE
 from .engine.context import CHUNK
 from .engine.llama import LlamaEngine
 from .engine.slots import Slots
@@ -145,15 +148,23 @@ class Worker:
     def _serve(self) -> None:
         while True:
             try:
-                self._admit()
-                for slot, job in list(self._active.items()):
-                    if job.cancelled.is_set():
-                        self._finish(slot, job.generation.cancelled())
-                self._prefill_round()
-                self._step()
+                self._admit()  # waits while nothing runs
+                COMPUTE.drive(self._round)
             except BaseException as exc:  # a bug: fail what is running, never hang callers
                 for slot in list(self._active):
                     self._finish(slot, error=exc)
+
+    def _round(self) -> bool:
+        """End cancelled jobs, prefill, decode and sample, then admit queued jobs without
+        waiting; True while generations are in flight."""
+        for slot, job in list(self._active.items()):
+            if job.cancelled.is_set():
+                self._finish(slot, job.generation.cancelled())
+        self._prefill_round()
+        self._step()
+        if self._active:
+            self._admit()
+        return bool(self._active)
 
     def _admit(self) -> None:
         """Give queued jobs free slots; wait for one when nothing is running."""

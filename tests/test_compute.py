@@ -1,7 +1,8 @@
 """Every multi-threaded llama_decode of the process runs on one thread (one OpenMP team
 however many models have run); contexts computing at once each decode with one thread on
-their own caller's thread, with unchanged outputs; failures come back to the caller, and
-an idle process does not spin."""
+their own caller's thread, with unchanged outputs; a worker's loop of rounds runs on the
+compute thread while it is free and gives it back to waiting calls; failures come back to
+the caller, and an idle process does not spin."""
 
 from __future__ import annotations
 
@@ -93,3 +94,54 @@ def test_two_busy_models_give_the_texts_each_gives_alone():
     with ThreadPoolExecutor(len(jobs)) as pool:
         together = list(pool.map(run, jobs))
     assert together == alone
+
+
+def rounds_until(stop: threading.Event, seen: list[int]):
+    """A worker's rounds: record the thread each runs on, until `stop` is set."""
+
+    def one_round() -> bool:
+        seen.append(threading.get_ident())
+        time.sleep(0.001)
+        return not stop.is_set()
+
+    return one_round
+
+
+def test_a_loop_of_rounds_runs_on_the_compute_thread_and_yields_to_waiting_calls():
+    compute = ComputeThread()
+    compute_thread = compute.run(threading.get_ident)
+    stop, seen = threading.Event(), []
+    driver = threading.Thread(target=compute.drive, args=(rounds_until(stop, seen),))
+    driver.start()
+    while not seen:
+        time.sleep(0.001)
+    # a call from elsewhere is served while the loop still has rounds to run
+    assert compute.run(lambda: "served") == "served"
+    stop.set()
+    driver.join(5)
+    assert not driver.is_alive() and set(seen) == {compute_thread}
+
+
+def test_a_second_loop_runs_beside_the_hosted_one_then_takes_the_compute_thread():
+    compute = ComputeThread()
+    compute_thread = compute.run(threading.get_ident)
+    first_stop, first_seen = threading.Event(), []
+    second_stop, second_seen = threading.Event(), []
+    first = threading.Thread(target=compute.drive, args=(rounds_until(first_stop, first_seen),))
+    first.start()
+    while not first_seen:
+        time.sleep(0.001)
+    second = threading.Thread(target=compute.drive, args=(rounds_until(second_stop, second_seen),))
+    second.start()
+    while not second_seen:
+        time.sleep(0.001)
+    assert second_seen[0] == second.ident  # beside the hosted loop, on its own thread
+    first_stop.set()
+    first.join(5)
+    deadline = time.monotonic() + 5
+    while second_seen[-1] != compute_thread and time.monotonic() < deadline:
+        time.sleep(0.001)
+    second_stop.set()
+    second.join(5)
+    assert set(first_seen) == {compute_thread}
+    assert second_seen[-1] == compute_thread  # moved once the compute thread was free
