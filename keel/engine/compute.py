@@ -10,10 +10,11 @@ one compute thread, and the process keeps one team however many models it has.
 While several contexts compute at once and the threads would not go round (two busy
 models on two cores), each instead decodes with one thread on its own caller's thread:
 one thread needs no OpenMP team, so the contexts run side by side on their own cores
-instead of taking turns on both. On two cores a one-thread decode of one row is nearly as
-fast as a two-thread one, so each busy model keeps about 0.9x its solo speed
-(bench/multimodel.py) instead of about half. The thread count does not change outputs
-(tested), nor does the calling thread.
+instead of taking turns on both. Where a one-thread decode of one row is nearly as fast as
+a two-thread one (a 2-core AMD EPYC VM), each busy model keeps about 0.9x its solo speed
+(bench/multimodel.py) instead of about half; where one thread gives 0.58x of two (a 2-core
+Intel Xeon VM), each keeps about that much, which still beats taking turns. The thread
+count does not change outputs (tested), nor does the calling thread.
 
 A model's worker hands the compute thread its whole loop of rounds (sample, decode,
 sample...) rather than each decode: waking another thread takes 0.1-0.7 ms on a loaded
