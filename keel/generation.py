@@ -20,7 +20,7 @@ from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
 from .params import GenerationParams
 from .penalties import Penalties
 from .prompt import Prompt
-from .sampling import TokenLogprob, noise_ahead, sample, token_logprob
+from .sampling import NoiseAhead, TokenLogprob, sample, token_logprob
 from .structured.session import ConstraintSession
 
 # Within this many tokens of the budget's end, a constrained generation checks each token
@@ -108,9 +108,10 @@ class Generation:
         self._stats["prompt_tps"] = len(self.prompt.tokens) / elapsed
         return None
 
-    def advance(self, logits: np.ndarray) -> GenerationResponse:
+    def advance(self, logits: np.ndarray, noise_ahead: NoiseAhead) -> GenerationResponse:
         """Sample the next token from `logits` and describe it; unless the event is final,
-        `pending` is the token to decode before the next call."""
+        `pending` is the token to decode before the next call, and (at T > 0) the next
+        step's noise is asked of `noise_ahead`."""
         params, vocab, constraint, stops = (
             self.params,
             self.engine.vocab,
@@ -149,7 +150,7 @@ class Generation:
             self._stats["time_to_first_token"] = now - self._started
         self.pending = None if finish else token
         self._noise = (
-            noise_ahead(params.seed, self.steps, logits.shape[0])
+            noise_ahead.ask(params.seed, self.steps, logits.shape[0])
             if self.pending is not None and params.temperature > 0.0
             else None
         )

@@ -72,13 +72,40 @@ def _forget_helper() -> None:
 os.register_at_fork(after_in_child=_forget_helper)
 
 
-def noise_ahead(seed: int, step: int, size: int) -> Future[np.ndarray]:
-    """gumbel_noise(seed, step, size), drawn on a helper thread (numpy releases the GIL
-    while it draws); idle, the thread waits on a queue."""
-    global _helper
-    if _helper is None:
-        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-noise")
-    return _helper.submit(gumbel_noise, seed, step, size)
+class NoiseAhead:
+    """The next step's noise for each sampling row of one worker: asked for while a round
+    samples, drawn on a helper thread (numpy releases the GIL while it draws) once the round
+    decodes. Drawn as soon as asked, the helper took turns on the GIL with the rows still
+    being sampled; during the decode the worker holds no GIL (1.02-1.04x at 2 and 8
+    streaming clients). Used by one thread at a time: the one running the worker's rounds."""
+
+    def __init__(self) -> None:
+        self._wanted: list[tuple[Future[np.ndarray], int, int, int]] = []
+
+    def ask(self, seed: int, step: int, size: int) -> Future[np.ndarray]:
+        """gumbel_noise(seed, step, size), once draw() has been called."""
+        future: Future[np.ndarray] = Future()
+        self._wanted.append((future, seed, step, size))
+        return future
+
+    def draw(self) -> None:
+        """Start drawing all the noise asked for; call it before the decode that comes
+        before the noise is needed."""
+        global _helper
+        if not self._wanted:
+            return
+        if _helper is None:
+            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-noise")
+        wanted, self._wanted = self._wanted, []
+        _helper.submit(_draw_all, wanted)
+
+
+def _draw_all(wanted: list[tuple[Future[np.ndarray], int, int, int]]) -> None:
+    for future, seed, step, size in wanted:
+        try:
+            future.set_result(gumbel_noise(seed, step, size))
+        except BaseException as exc:  # raised where the noise is used
+            future.set_exception(exc)
 
 
 def _apply_top_p(scaled: np.ndarray, ids: np.ndarray, top_p: float) -> np.ndarray:
@@ -115,7 +142,7 @@ def sample(
     logits: np.ndarray, step: int, params: GenerationParams, noise: np.ndarray | None = None
 ) -> int:
     """Choose the next token. Temperature 0 is argmax with ties to the lowest id. `noise`,
-    if given, is this step's gumbel_noise drawn ahead (noise_ahead)."""
+    if given, is this step's gumbel_noise drawn ahead (NoiseAhead)."""
     if params.temperature == 0.0:
         return int(np.argmax(logits))
     ids = candidate_ids(logits, params)

@@ -27,6 +27,7 @@ from .engine.slots import Slots
 from .errors import GenerationError, QueueFullError
 from .events import GenerationResponse, GenerationResult
 from .generation import Generation
+from .sampling import NoiseAhead
 
 
 class _End:
@@ -116,6 +117,7 @@ class Worker:
         self._active: dict[int, Job] = {}  # slot -> job (prefilling or decoding)
         # slot -> its paused prefill, oldest first
         self._prefills: dict[int, Generator[None, None, GenerationResponse | None]] = {}
+        self._noise = NoiseAhead()
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
@@ -219,7 +221,7 @@ class Worker:
         del self._prefills[slot]
         if failure is not None:
             self._finish(slot, failure)
-        elif job.emit(job.generation.advance(self.engine.slots.prompt_logits(slot))):
+        elif job.emit(job.generation.advance(self.engine.slots.prompt_logits(slot), self._noise)):
             self._finish(slot)
         return True
 
@@ -234,6 +236,7 @@ class Worker:
         pending = sorted(slot for slot, job in active.items() if job.generation.pending is not None)
         for group in batch_groups(pending, self.engine.batch_sizes):
             generations = [active[slot].generation for slot in group]
+            self._noise.draw()
             try:
                 self.engine.step_batch(
                     [gen.entry(slot) for slot, gen in zip(group, generations, strict=True)]
@@ -248,7 +251,7 @@ class Worker:
                 job = active[slot]
                 try:
                     job.generation.decoded()
-                    if job.emit(job.generation.advance(self.engine.logits(row))):
+                    if job.emit(job.generation.advance(self.engine.logits(row), self._noise)):
                         self._finish(slot)
                 except BaseException as exc:
                     self._finish(slot, error=exc)
