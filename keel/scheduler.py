@@ -151,7 +151,8 @@ class Worker:
         while True:
             try:
                 self._admit()  # waits while nothing runs
-                COMPUTE.drive(self._round)
+                if self._active:  # not when every job taken was cancelled or failed to place
+                    COMPUTE.drive(self._round)
             except BaseException as exc:  # a bug: fail what is running, never hang callers
                 for slot in list(self._active):
                     self._finish(slot, error=exc)
