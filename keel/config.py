@@ -39,7 +39,6 @@ _VARIABLES = (
     "KEEL_ALLOW_DOWNLOADS",
     "KEEL_ALLOW_FALLBACK",
     "KEEL_VERBOSE",
-    "KEEL_PIN_THREADS",
     "KEEL_CACHE",
     "KEEL_CACHE_MAX_MB",
     "KEEL_UNSAFE_MODE",
@@ -60,7 +59,6 @@ class Settings:
     allow_downloads: bool
     allow_fallback: bool
     verbose: bool
-    pin_threads: bool  # llama.cpp thread i on CPU i when a context uses every CPU
     cache_enabled: bool
     cache_max_bytes: int
     unsafe_mode: bool  # best-effort remote backends allowed without asking per call
@@ -148,7 +146,6 @@ def _settings_from(raw: tuple[str | bytes | None, ...]) -> Settings:
         allow_downloads=_flag(env["KEEL_ALLOW_DOWNLOADS"]),
         allow_fallback=_flag(env["KEEL_ALLOW_FALLBACK"]),
         verbose=_flag(env["KEEL_VERBOSE"]),
-        pin_threads=_flag(env["KEEL_PIN_THREADS"], default=True),
         cache_enabled=_flag(env["KEEL_CACHE"], default=True),
         cache_max_bytes=_positive(
             "KEEL_CACHE_MAX_MB", env["KEEL_CACHE_MAX_MB"], DEFAULT_CACHE_MAX_BYTES, float

@@ -14,7 +14,6 @@ import numpy as np
 from ..errors import GenerationError, ModelLoadError
 from .compute import COMPUTE
 from .library import llama
-from .threadpool import PinnedThreads, pinned_cpus
 
 CHUNK = 512  # n_batch == n_ubatch == prefill chunk; changing it changes outputs
 
@@ -83,7 +82,6 @@ class LlamaContext:
     ) -> None:
         lib = self._lib = llama()
         self.model = model  # kept alive as long as the context
-        self._pinned: PinnedThreads | None = None
         params = lib.llama_context_default_params()
         params.n_ctx = settings.n_ctx * slots
         params.n_batch = settings.n_batch
@@ -107,9 +105,6 @@ class LlamaContext:
                 f"{settings.numerics()} (models with MLA attention, e.g. DeepSeek, refuse K "
                 "and V caches of different types); KEEL_VERBOSE=1 shows llama.cpp's reason"
             )
-        if cpus := pinned_cpus(n_threads):
-            self._pinned = PinnedThreads(cpus)
-            self._pinned.attach(self.pointer)
         self._memory = lib.llama_get_memory(self.pointer)
         self._batch = lib.llama_batch_init(settings.n_batch, 0, 1)
         self.n_ctx: int = lib.llama_n_ctx_seq(self.pointer)  # per slot
@@ -120,8 +115,6 @@ class LlamaContext:
             self._lib.llama_batch_free(self._batch)
             self._lib.llama_free(self.pointer)
             self.pointer = None
-            if self._pinned:  # after the context that used it
-                self._pinned.close()
 
     def __del__(self) -> None:
         self.close()
