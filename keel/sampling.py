@@ -71,6 +71,9 @@ def _forget_helper() -> None:
 
 os.register_at_fork(after_in_child=_forget_helper)
 
+# One asked-for draw: where its noise goes, and gumbel_noise's (seed, step, size).
+_Request = tuple[Future[np.ndarray], int, int, int]
+
 
 class NoiseAhead:
     """The next step's noise for each sampling row of one worker: asked for while a round
@@ -80,7 +83,7 @@ class NoiseAhead:
     streaming clients). Used by one thread at a time: the one running the worker's rounds."""
 
     def __init__(self) -> None:
-        self._wanted: list[tuple[Future[np.ndarray], int, int, int]] = []
+        self._wanted: list[_Request] = []
 
     def ask(self, seed: int, step: int, size: int) -> Future[np.ndarray]:
         """gumbel_noise(seed, step, size), once draw() has been called."""
@@ -100,7 +103,7 @@ class NoiseAhead:
         _helper.submit(_draw_all, wanted)
 
 
-def _draw_all(wanted: list[tuple[Future[np.ndarray], int, int, int]]) -> None:
+def _draw_all(wanted: list[_Request]) -> None:
     for future, seed, step, size in wanted:
         try:
             future.set_result(gumbel_noise(seed, step, size))
