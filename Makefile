@@ -63,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/server.py
+	$(PY) bench/budget.py
 	$(PY) bench/soak.py
 	$(PY) bench/batch.py
 	$(PY) bench/remote.py

@@ -24,7 +24,7 @@ on, f16 K and V caches) and with keel's attention settings (flash attention on, 
 bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
 Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
-BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name)
+BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # for every server
 NEW_TOKENS = 64
 TOPICS = ["a lighthouse", "a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship"]
 ROOT = Path(__file__).parents[1]
@@ -95,15 +95,18 @@ def serving(command: list[str], env: dict) -> Iterator[str]:
 
 
 @contextmanager
-def server_process(command: list[str], env: dict) -> Iterator[tuple[str, subprocess.Popen]]:
+def server_process(
+    command: list[str], env: dict, stdin: bool = False
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """A server in its own process; its log goes to a file (a pipe nobody reads would
-    fill and block it). Yields its URL and process."""
+    fill and block it). Yields its URL and process (with a pipe to its stdin if asked)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server process)
     process = subprocess.Popen(
         [*command, "--port", str(port)],
         env={**os.environ, **env},
+        stdin=subprocess.PIPE if stdin else None,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -148,14 +151,20 @@ def new_client() -> httpx.Client:
 
 
 def one_request(
-    client: httpx.Client, url: str, index: int, tally: Tally, model: str = MODEL
+    client: httpx.Client,
+    url: str,
+    index: int,
+    tally: Tally,
+    model: str = MODEL,
+    extra: dict | None = None,
 ) -> None:
+    """One streamed request (request_body's, with `extra` fields added), into `tally`."""
     sent = time.perf_counter()
     pieces: list[str] = []
     stamps: list[float] = []
     usage = None
     try:
-        body = request_body(index, model)
+        body = {**request_body(index, model), **(extra or {})}
         with client.stream("POST", f"{url}/v1/completions", json=body) as response:
             if response.status_code != 200:
                 raise RuntimeError(response.status_code)
@@ -184,7 +193,12 @@ def one_request(
 
 
 def load(
-    url: str, clients: int, first_index: int, model: str = MODEL, seconds: float = SECONDS
+    url: str,
+    clients: int,
+    first_index: int,
+    model: str = MODEL,
+    seconds: float = SECONDS,
+    extra: dict | None = None,
 ) -> tuple[Tally, float]:
     """`clients` streaming clients sending requests back to back for `seconds`."""
     tally = Tally()
@@ -194,7 +208,7 @@ def load(
     def client_loop() -> None:
         with new_client() as client:
             while time.perf_counter() < stop_at:
-                one_request(client, url, next(counter), tally, model)
+                one_request(client, url, next(counter), tally, model, extra)
 
     return tally, in_threads(clients, client_loop)
 
