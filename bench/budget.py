@@ -41,8 +41,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import bare_batch_steps
 from server import (
     MODEL,
+    NEW_TOKENS,
     THREADS,
     keel_serve,
     load,
@@ -157,40 +159,6 @@ def serve(arguments: list[str]) -> None:
     main(["serve", *arguments])
 
 
-# -- the limit: the same decode steps in a plain loop, in a process of their own ----------
-
-
-def bare_decode() -> float:
-    """Median seconds of a CLIENTS-row decode step of the load's prompts, greedy, in a
-    plain loop on keel's engine with nothing else running."""
-    import numpy as np
-
-    from keel.loaded import load_location
-    from keel.models import resolve_model
-
-    engine = load_location(resolve_model(MODEL)).engine
-    slots = range(min(CLIENTS, engine.slots.count))
-    prompts = [engine.vocab.prompt_tokens(request_body(i)["prompt"], raw=True) for i in slots]
-    steps: list[float] = []
-    for _ in range(3):
-        engine.slots.reset()
-        for slot in slots:
-            engine.slots.prefill(prompts[slot], slot)
-        rows = [
-            (int(np.argmax(engine.slots.prompt_logits(slot))), len(prompts[slot]), slot)
-            for slot in slots
-        ]
-        for _ in range(64):
-            start = time.perf_counter()
-            engine.step_batch(rows)
-            steps.append(time.perf_counter() - start)
-            rows = [
-                (int(np.argmax(engine.logits(row))), pos + 1, slot)
-                for row, (_, pos, slot) in enumerate(rows)
-            ]
-    return statistics.median(steps)
-
-
 # -- the driving process -----------------------------------------------------------------
 
 
@@ -266,7 +234,8 @@ def main() -> None:
         serve(sys.argv[2:])
         return
     if sys.argv[1:2] == ["--bare"]:
-        print(bare_decode())
+        prompts = [request_body(index)["prompt"] for index in range(CLIENTS)]
+        print(statistics.median(bare_batch_steps(MODEL, prompts, NEW_TOKENS)))
         return
     command, env = keel_serve()
     out = subprocess.run(

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from llama_cpp import Llama
 
+from keel.engine.batching import batch_groups
+from keel.engine.compute import COMPUTE
 from keel.engine.context import KV_TYPES, ContextSettings
+from keel.loaded import load_location
 from keel.models import resolve_model
 
 Run = Callable[[], tuple[float, int]]  # returns (tokens per second, tokens produced)
@@ -48,6 +52,57 @@ def baseline_llama(model: str, n_threads: int = 2) -> Llama:
         swa_full=keel_context.swa_full,
         verbose=False,
     )
+
+
+def bare_loop(model: str, prompt: str, new_tokens: int) -> int:
+    """The limit row of one generation: prefill `prompt` cold and decode `new_tokens`
+    greedy tokens by argmax on keel's engine, with no sampler, no events and no worker
+    (it must be idle). Returns the tokens made; run it on the compute thread, where
+    keel's rounds run."""
+    engine = load_location(resolve_model(model)).engine
+    tokens = engine.vocab.prompt_tokens(prompt, raw=True)
+    engine.slots.reset()  # a cold prefill, like the runs it bounds
+    engine.slots.prefill(tokens, 0)
+    logits = engine.slots.prompt_logits(0)
+    position = len(tokens)
+    for _ in range(new_tokens):
+        engine.step(int(np.argmax(logits)), position)
+        logits = engine.logits()
+        position += 1
+    return new_tokens
+
+
+def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[float]:
+    """The limit of concurrent generations: each prompt prefilled into its own slot, then
+    `new_tokens` rounds that decode one greedy token for every prompt, in keel's proven
+    batch groups, with nothing else running. Returns each round's seconds (decode and
+    argmax only; prompts are not counted)."""
+
+    def rounds() -> list[float]:
+        engine = load_location(resolve_model(model)).engine
+        slots = list(range(len(prompts)))
+        engine.slots.reset()
+        rows = {}
+        for slot in slots:
+            tokens = engine.vocab.prompt_tokens(prompts[slot], raw=True)
+            engine.slots.prefill(tokens, slot)
+            rows[slot] = (int(np.argmax(engine.slots.prompt_logits(slot))), len(tokens))
+        seconds = []
+        for _ in range(new_tokens):
+            start = time.perf_counter()
+            for group in batch_groups(slots, engine.batch_sizes):
+                engine.step_batch([(*rows[slot], slot) for slot in group])
+                for row, slot in enumerate(group):
+                    rows[slot] = (int(np.argmax(engine.logits(row))), rows[slot][1] + 1)
+            seconds.append(time.perf_counter() - start)
+        return seconds
+
+    return COMPUTE.run(rounds)
+
+
+def bare_batch_rate(model: str, prompts: list[str], new_tokens: int) -> float:
+    """bare_batch_steps as tokens/s: the most a server can stream to len(prompts) clients."""
+    return len(prompts) / statistics.median(bare_batch_steps(model, prompts, new_tokens))
 
 
 def rate_of(produce: Callable[[], int]) -> tuple[float, int]:

@@ -6,6 +6,8 @@
    The mean batch size the worker achieved is printed too. Requests share one prompt
    (different seeds: the prompt's prefill is kept per slot) or have distinct prompts
    (every request pays its prefill, one at a time).
+   The limit column is a bare loop on the model's engine decoding one greedy token for
+   each of as many distinct prompts per step (bench/common.py), prompts aside.
 2. Prefill time of a ~1,500-token prompt cold vs. with a warm 1,024-token prefix (two
    whole chunks reused), median of REPEATS.
 
@@ -19,7 +21,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import generation_environment
+from common import bare_batch_rate, generation_environment
 
 import keel
 from keel.config import thread_count
@@ -35,12 +37,19 @@ TOPICS = ["a lighthouse", "a fox", "the moon", "a train", "a garden", "a storm",
 SENTENCE = "The keeper climbed the stairs and lit the lamp before the storm. "
 
 
+def request_prompt(index: int, distinct: bool, round_: int) -> str:
+    """`distinct` prompts differ per request and per round, so no prefill can be reused;
+    otherwise all share PROMPT (and the requests differ by seed)."""
+    return f"Write a short story about {TOPICS[index % 8]} ({round_})." if distinct else PROMPT
+
+
 def request(model: str, index: int, distinct: bool, round_: int = 0) -> int:
-    """One request; `distinct` prompts differ per request and per round, so no prefill can
-    be reused, otherwise all share PROMPT and differ by seed."""
-    prompt = f"Write a short story about {TOPICS[index % 8]} ({round_})." if distinct else PROMPT
     events = keel.stream_generate(
-        prompt, model=model, max_new_tokens=NEW_TOKENS, seed=index, temperature=0.7
+        request_prompt(index, distinct, round_),
+        model=model,
+        max_new_tokens=NEW_TOKENS,
+        seed=index,
+        temperature=0.7,
     )
     return sum(1 for _ in events)
 
@@ -93,10 +102,16 @@ def main() -> None:
     )
     print(
         f"{'model':<14} {'prompts':<9} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} "
-        f"{'ratio':>7} {'batch':>6} {'proven sizes'}"
+        f"{'ratio':>7} {'batch':>6} {'limit':>6} {'proven sizes'}"
     )
     for model in MODELS:
-        request(model, 0, distinct=False)  # load and warm up
+        limits = {  # before the rows, so the rows find the slots as their requests left them
+            concurrency: bare_batch_rate(
+                model, [request_prompt(i, True, 0) for i in range(concurrency)], NEW_TOKENS
+            )
+            for concurrency in (1, 4, 8)
+        }
+        request(model, 0, distinct=False)  # warm up
         sizes = load_location(resolve_model(model)).engine.batch_sizes
         for distinct in (False, True):
             for concurrency in (1, 4, 8):
@@ -107,7 +122,8 @@ def main() -> None:
                 ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
                 print(
                     f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
-                    f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} {sizes}"
+                    f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} "
+                    f"{limits[concurrency]:>6.1f} {sizes}"
                 )
     print(f"\nprefill of a ~1,500-token prompt, median of {REPEATS}")
     print(f"{'model':<14} {'cold s':>8} {'warm s':>8} {'speed-up':>9}")

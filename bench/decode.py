@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from common import (
     Run,
+    bare_loop,
     baseline_llama,
     generation_environment,
     interleaved_processes,
@@ -26,8 +26,6 @@ from llama_cpp import Llama
 
 import keel
 from keel.engine.compute import COMPUTE
-from keel.loaded import load_location
-from keel.models import resolve_model
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -58,26 +56,11 @@ def llama_cpp_run(llm: Llama) -> int:
     return out["usage"]["completion_tokens"]
 
 
-def bare_run(model: str) -> int:
-    engine = load_location(resolve_model(model)).engine
-    tokens = engine.vocab.prompt_tokens(PROMPT, raw=True)
-    engine.slots.reset()  # a cold prefill, like the other runs (keel's own reuses the prompt)
-    engine.slots.prefill(tokens, 0)  # the model's worker is idle: nothing else is running
-    logits = engine.slots.prompt_logits(0)
-    position = len(tokens)
-    for _ in range(NEW_TOKENS):
-        token = int(np.argmax(logits))
-        engine.step(token, position)
-        logits = engine.logits()
-        position += 1
-    return NEW_TOKENS
-
-
 def runner(name: str, model: str) -> Run:
     """One runner, built in its own process (only its model is loaded there)."""
     if name == "bare":
         # on the compute thread, where keel's worker runs its rounds: no hand-over per decode
-        return lambda: rate_of(lambda: COMPUTE.run(bare_run, model))
+        return lambda: rate_of(lambda: COMPUTE.run(bare_loop, model, PROMPT, NEW_TOKENS))
     if name == "llama-cpp-python":
         llm = baseline_llama(model)
         return lambda: rate_of(lambda: llama_cpp_run(llm))

@@ -1,8 +1,9 @@
 """Many models in one process: a model's decode speed alone, and in a process where the
 other bundled model is loaded and has generated; then both models decoding at once.
 
-Each runner lives in its own process (bench/common.py). Greedy, raw prompt, 128 new
-tokens, 2 threads, median of REPEATS after a warm-up, interleaved. The last table runs
+Each runner lives in its own process (bench/common.py). T=0.7, raw prompt, 128 new
+tokens, 2 threads, median of REPEATS after a warm-up, interleaved; the limit row is a bare
+greedy argmax loop on the model's engine, alone. The last table runs
 both models at once from two threads of one process for BUSY_SECONDS and reports each
 model's tokens/s beside its speed alone (goal: each at least 0.9x; taking turns on the
 cores would give shares that add up to about 1). The same again through one `keel serve`
@@ -21,6 +22,7 @@ import time
 
 from common import (
     Run,
+    bare_loop,
     generation_environment,
     in_fresh_process,
     interleaved_processes,
@@ -30,6 +32,7 @@ from common import (
 from server import keel_serve, load, serving
 
 import keel
+from keel.engine.compute import COMPUTE
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -46,6 +49,8 @@ def generate(model: str, seed: int = 0) -> int:
 
 
 def runner(name: str, model: str) -> Run:
+    if name == "bare":
+        return lambda: rate_of(lambda: COMPUTE.run(bare_loop, model, PROMPT, NEW_TOKENS))
     if name == "after other":
         for other in MODELS:
             if other != model:
@@ -117,7 +122,11 @@ def main() -> None:
     print(f"{'model':<14} {'process':<28} {'tok/s':>8} {'vs alone':>9}")
     alone = {}
     for model in MODELS:
-        runners = {"alone": ["alone", model], "other model ran first": ["after other", model]}
+        runners = {
+            "alone": ["alone", model],
+            "other model ran first": ["after other", model],
+            "bare argmax loop (limit)": ["bare", model],
+        }
         for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
             alone.setdefault(model, rate)
             print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")

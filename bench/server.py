@@ -12,6 +12,10 @@ between windows seconds apart, not of runs minutes apart. The servers that wait 
 to no CPU (measured each window and printed: a server that did would slow the one
 measured).
 
+The limit row is a bare loop on keel's engine decoding one greedy token for each client's
+prompt per step (bench/common.py), measured in a process of its own before the servers
+start: the most a server could stream, prompts and HTTP aside.
+
 Reported per level: output tokens/s (median of the windows), the paired ratio,
 requests/s, time to first token and inter-token latency (p50/p99), errors, and the
 determinism rate: the share of the 8-client responses (up to BENCH_CHECKS of them) that
@@ -365,8 +369,38 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     return found
 
 
+def limits() -> dict[int, float]:
+    """tok/s of a bare batched decode loop on keel's engine at each level, with the
+    level's prompts (bench/common.py), in a process of its own before any server starts:
+    the most a server could stream, prompts and HTTP aside."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--limits"],
+        env={**os.environ, **keel_serve()[1]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {int(level): rate for level, rate in json.loads(out.stdout.splitlines()[-1]).items()}
+
+
+def measure_limits() -> None:
+    from common import bare_batch_rate
+
+    rates = {
+        clients: bare_batch_rate(
+            MODEL, [request_body(index)["prompt"] for index in range(clients)], NEW_TOKENS
+        )
+        for clients in LEVELS
+    }
+    print(json.dumps(rates))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--limits"]:
+        measure_limits()
+        return
     path = str(resolve_model(MODEL).path)
+    limit = limits()
     runners = [Runner(name, command, env) for name, (command, env) in servers(path).items()]
     run_all(runners)
     by_name = {runner.name: runner for runner in runners}
@@ -394,6 +428,13 @@ def main() -> None:
                 f"{percentile(tally.gaps, 50) * 1000:>8.1f} "
                 f"{percentile(tally.gaps, 99) * 1000:>6.1f}"
             )
+    for clients, rate in limit.items():
+        anchor_rate = statistics.median(anchor.levels[clients].rates)
+        print(f"{'bare loop (limit)':<20} {clients:>7} {rate:>7.1f} {rate / anchor_rate:>5.2f}x")
+    print(
+        "bare loop: keel's engine decoding one greedy token for each client's prompt per "
+        "step, alone, before the servers started (its ratio is to the median, not paired)"
+    )
     print()
     print("CPU a waiting server used while another was measured (most of any window):")
     for runner in runners:

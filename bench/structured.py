@@ -1,4 +1,5 @@
-"""Constrained decoding cost: unconstrained keel vs keel JSON-schema vs llama-cpp-python GBNF.
+"""Constrained decoding cost: unconstrained keel vs keel JSON-schema vs llama-cpp-python GBNF,
+with a bare argmax loop on keel's engine as the limit row.
 
 Same GGUF, 2 threads, same raw prompt, greedy, each runner in its own process, one run
 each for warm-up and then the median of REPEATS (rotating order). Reports decode tokens/s
@@ -18,6 +19,7 @@ import time
 
 from common import (
     Run,
+    bare_batch_rate,
     baseline_llama,
     generation_environment,
     interleaved_processes,
@@ -100,6 +102,8 @@ def runner(name: str, model: str) -> Run:
         llm = baseline_llama(model)
         grammar = LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
         return lambda: gbnf_run(llm, grammar)
+    if name == "bare":
+        return lambda: (bare_batch_rate(model, [PROMPT], MAX_TOKENS), MAX_TOKENS)
     schema = SCHEMA if name == "schema" else None
     return lambda: keel_run(model, schema)
 
@@ -108,6 +112,7 @@ RUNNERS = {
     "keel unconstrained": "free",
     "keel JSON schema": "schema",
     "llama-cpp-python GBNF": "gbnf",
+    "bare argmax loop (limit)": "bare",
 }
 
 
