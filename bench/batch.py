@@ -4,7 +4,10 @@ and on Ray (1 and 2 actors of 1 thread each), each runner in its own process.
 
 BENCH_ROWS rows (default 200) of 64 new tokens on SmolLM2, distinct prompts, greedy and
 seeded T=0.7 alternately, 2 threads; one warm-up run each, then BENCH_REPEATS interleaved
-runs. Reported: rows/s and tokens/s, with the paired ratio to the plain loop. A Ray run is
+runs. Reported: rows/s and tokens/s, with the paired ratio to the plain loop; the limit
+row is the bare loop (bench/common.py) over the same prompts, a full set of slots at a
+time, prompts aside: the limit of one context of 2 threads, which the local engine's two
+lanes of one thread each can pass. A Ray run is
 what `keel batch --engine ray` does: start a local Ray, start the actors (each loads the
 model), run, shut down; Ray's start-up is also timed on its own, in a fresh process.
 
@@ -16,10 +19,12 @@ from __future__ import annotations
 import os
 import time
 
-from common import Run, in_fresh_process, interleaved_processes, main_or_runner
+from common import Run, bare_batch_steps, in_fresh_process, interleaved_processes, main_or_runner
 
 import keel
 from keel import RayEngine
+from keel.config import settings
+from keel.models.registry import DEFAULT_MODEL
 
 ROWS = int(os.environ.get("BENCH_ROWS", "200"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
@@ -58,6 +63,17 @@ def runner(name: str) -> Run:
 
         return run
 
+    def bare_limit() -> tuple[float, int]:
+        """The bare loop over the same prompts, a full set of slots at a time."""
+        prompts, slots = [row["prompt"] for row in batch], settings().slots
+        seconds = sum(
+            sum(bare_batch_steps(DEFAULT_MODEL, prompts[at : at + slots], NEW_TOKENS))
+            for at in range(0, ROWS, slots)
+        )
+        return ROWS * NEW_TOKENS / seconds, ROWS * NEW_TOKENS
+
+    if name == "bare":
+        return bare_limit
     engines = {
         "local": "local",
         "local1": keel.LocalEngine(lanes=1),
@@ -95,6 +111,7 @@ def main() -> None:
         "local, 1 lane of 2 threads": ["local1"],
         "ray, 1 actor x 1 thread": ["ray1"],
         "ray, 2 actors x 1 thread": ["ray2"],
+        "bare loop, all slots (limit)": ["bare"],
     }
     print(f"{ROWS} rows x {NEW_TOKENS} new tokens, SmolLM2, 2 threads, {REPEATS} interleaved runs")
     print(f"{'runner':<30} {'rows/s':>7} {'tok/s':>7} {'ratio':>7}")
