@@ -57,19 +57,23 @@ def baseline_llama(model: str, n_threads: int = 2) -> Llama:
 def bare_loop(model: str, prompt: str, new_tokens: int) -> int:
     """The limit row of one generation: prefill `prompt` cold and decode `new_tokens`
     greedy tokens by argmax on keel's engine, with no sampler, no events and no worker
-    (it must be idle). Returns the tokens made; run it on the compute thread, where
-    keel's rounds run."""
-    engine = load_location(resolve_model(model)).engine
-    tokens = engine.vocab.prompt_tokens(prompt, raw=True)
-    engine.slots.reset()  # a cold prefill, like the runs it bounds
-    engine.slots.prefill(tokens, 0)
-    logits = engine.slots.prompt_logits(0)
-    position = len(tokens)
-    for _ in range(new_tokens):
-        engine.step(int(np.argmax(logits)), position)
-        logits = engine.logits()
-        position += 1
-    return new_tokens
+    (it must be idle), on the compute thread where keel's rounds run. Returns the tokens
+    made."""
+
+    def run() -> int:
+        engine = load_location(resolve_model(model)).engine
+        tokens = engine.vocab.prompt_tokens(prompt, raw=True)
+        engine.slots.reset()  # a cold prefill, like the runs it bounds
+        engine.slots.prefill(tokens, 0)
+        logits = engine.slots.prompt_logits(0)
+        position = len(tokens)
+        for _ in range(new_tokens):
+            engine.step(int(np.argmax(logits)), position)
+            logits = engine.logits()
+            position += 1
+        return new_tokens
+
+    return COMPUTE.run(run)
 
 
 def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[float]:

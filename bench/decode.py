@@ -25,7 +25,6 @@ from common import (
 from llama_cpp import Llama
 
 import keel
-from keel.engine.compute import COMPUTE
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -59,8 +58,7 @@ def llama_cpp_run(llm: Llama) -> int:
 def runner(name: str, model: str) -> Run:
     """One runner, built in its own process (only its model is loaded there)."""
     if name == "bare":
-        # on the compute thread, where keel's worker runs its rounds: no hand-over per decode
-        return lambda: rate_of(lambda: COMPUTE.run(bare_loop, model, PROMPT, NEW_TOKENS))
+        return lambda: rate_of(lambda: bare_loop(model, PROMPT, NEW_TOKENS))
     if name == "llama-cpp-python":
         llm = baseline_llama(model)
         return lambda: rate_of(lambda: llama_cpp_run(llm))

@@ -32,7 +32,6 @@ from common import (
 from server import keel_serve, load, serving
 
 import keel
-from keel.engine.compute import COMPUTE
 
 PROMPT = "The history of the city began when"
 NEW_TOKENS = 128
@@ -50,7 +49,7 @@ def generate(model: str, seed: int = 0) -> int:
 
 def runner(name: str, model: str) -> Run:
     if name == "bare":
-        return lambda: rate_of(lambda: COMPUTE.run(bare_loop, model, PROMPT, NEW_TOKENS))
+        return lambda: rate_of(lambda: bare_loop(model, PROMPT, NEW_TOKENS))
     if name == "after other":
         for other in MODELS:
             if other != model:
