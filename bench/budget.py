@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import bare_batch_steps
+from common import bare_batch_steps, in_fresh_process, main_or_runner
 from server import (
     MODEL,
     NEW_TOKENS,
@@ -148,7 +147,9 @@ def _control() -> None:
                 "decodes": list(_decodes),
                 "event loop": _event_loop_cpu() - loop_before,
             }
-            Path(path).write_text(json.dumps(tallies))
+            written = Path(f"{path}.part")
+            written.write_text(json.dumps(tallies))
+            written.replace(path)  # whole, so the reader never sees half a file
 
 
 def serve(arguments: list[str]) -> None:
@@ -177,7 +178,6 @@ def window(process: Any, url: str, extra: dict[str, Any], first: int) -> dict[st
         process.stdin.flush()
         while not path.exists():
             time.sleep(0.05)
-        time.sleep(0.2)  # the write has begun; let it finish
         tallies: dict[str, Any] = json.loads(path.read_text())
     tallies.update(tokens=tally.tokens, errors=tally.errors, elapsed=elapsed, clients=clients_cpu)
     return tallies
@@ -229,23 +229,17 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
         print(f"  {stage:44} {thread:13} {spent / tokens * 1e6:9.1f} {share:9.1f}%")
 
 
+def bare_step() -> float:
+    """Median seconds of the load's decode step in the bare loop (bench/common.py), in a
+    process of its own (main_or_runner's one-shot) with keel serve's threads."""
+    os.environ.update(keel_serve()[1])
+    prompts = [request_body(index)["prompt"] for index in range(CLIENTS)]
+    return statistics.median(bare_batch_steps(MODEL, prompts, NEW_TOKENS))
+
+
 def main() -> None:
-    if sys.argv[1:2] == ["--serve"]:
-        serve(sys.argv[2:])
-        return
-    if sys.argv[1:2] == ["--bare"]:
-        prompts = [request_body(index)["prompt"] for index in range(CLIENTS)]
-        print(statistics.median(bare_batch_steps(MODEL, prompts, NEW_TOKENS)))
-        return
+    bare = float(in_fresh_process(__file__, "--bare"))
     command, env = keel_serve()
-    out = subprocess.run(
-        [sys.executable, __file__, "--bare"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    bare = float(out.stdout.split()[-1])
     command = [sys.executable, __file__, "--serve", *command[2:]]
     print(f"{MODEL}, {THREADS} threads, {CLIENTS} clients, {SECONDS:.0f} s windows")
     with server_process(command, env, stdin=True) as (url, process):
@@ -254,4 +248,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--serve"]:
+        serve(sys.argv[2:])
+    else:
+        main_or_runner(main, one_shots={"--bare": bare_step})

@@ -55,37 +55,23 @@ def baseline_llama(model: str, n_threads: int = 2) -> Llama:
 
 
 def bare_loop(model: str, prompt: str, new_tokens: int) -> int:
-    """The limit row of one generation: prefill `prompt` cold and decode `new_tokens`
-    greedy tokens by argmax on keel's engine, with no sampler, no events and no worker
-    (it must be idle), on the compute thread where keel's rounds run. Returns the tokens
-    made."""
-
-    def run() -> int:
-        engine = load_location(resolve_model(model)).engine
-        tokens = engine.vocab.prompt_tokens(prompt, raw=True)
-        engine.slots.reset()  # a cold prefill, like the runs it bounds
-        engine.slots.prefill(tokens, 0)
-        logits = engine.slots.prompt_logits(0)
-        position = len(tokens)
-        for _ in range(new_tokens):
-            engine.step(int(np.argmax(logits)), position)
-            logits = engine.logits()
-            position += 1
-        return new_tokens
-
-    return COMPUTE.run(run)
+    """The limit row of one generation, timed whole by its caller (rate_of): bare_batch_steps
+    with one prompt, prefilled cold. Returns the tokens made."""
+    bare_batch_steps(model, [prompt], new_tokens)
+    return new_tokens
 
 
 def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[float]:
-    """The limit of concurrent generations: each prompt prefilled into its own slot, then
-    `new_tokens` rounds that decode one greedy token for every prompt, in keel's proven
-    batch groups, with nothing else running. Returns each round's seconds (decode and
-    argmax only; prompts are not counted)."""
+    """The limit of concurrent generations: each prompt prefilled cold into its own slot,
+    then `new_tokens` rounds that decode one greedy token (argmax) for every prompt, in
+    keel's proven batch groups, on the compute thread where keel's rounds run, with no
+    sampler, no events and no worker (it must be idle). Returns each round's seconds
+    (decode and argmax only; prompts are not counted)."""
 
     def rounds() -> list[float]:
         engine = load_location(resolve_model(model)).engine
         slots = list(range(len(prompts)))
-        engine.slots.reset()
+        engine.slots.reset()  # a cold prefill, like the runs it bounds
         rows = {}
         for slot in slots:
             tokens = engine.vocab.prompt_tokens(prompts[slot], raw=True)

@@ -31,6 +31,7 @@ from keel.models import resolve_model
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # serial/concurrent pairs per row
 MODELS = ["smollm2-135m", "gemma3-270m"]
+CONCURRENCY = (1, 4, 8)
 PROMPT = "Write a short story about a lighthouse."
 NEW_TOKENS = int(os.environ.get("BENCH_NEW_TOKENS", "64"))
 TOPICS = ["a lighthouse", "a fox", "the moon", "a train", "a garden", "a storm", "a city", "a ship"]
@@ -109,12 +110,12 @@ def main() -> None:
             concurrency: bare_batch_rate(
                 model, [request_prompt(i, True, 0) for i in range(concurrency)], NEW_TOKENS
             )
-            for concurrency in (1, 4, 8)
+            for concurrency in CONCURRENCY
         }
         request(model, 0, distinct=False)  # warm up
         sizes = load_location(resolve_model(model)).engine.batch_sizes
         for distinct in (False, True):
-            for concurrency in (1, 4, 8):
+            for concurrency in CONCURRENCY:
                 rounds = [throughput(model, concurrency, distinct, r) for r in range(ROUNDS)]
                 serial, concurrent, batch = (
                     statistics.median(column) for column in zip(*rounds, strict=True)

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from common import bare_batch_rate, in_fresh_process, main_or_runner
 
 from keel.engine.context import ContextSettings
 from keel.models import resolve_model
@@ -369,38 +370,18 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     return found
 
 
-def limits() -> dict[int, float]:
+def measure_limits() -> dict[int, float]:
     """tok/s of a bare batched decode loop on keel's engine at each level, with the
-    level's prompts (bench/common.py), in a process of its own before any server starts:
-    the most a server could stream, prompts and HTTP aside."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--limits"],
-        env={**os.environ, **keel_serve()[1]},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {int(level): rate for level, rate in json.loads(out.stdout.splitlines()[-1]).items()}
-
-
-def measure_limits() -> None:
-    from common import bare_batch_rate
-
-    rates = {
-        clients: bare_batch_rate(
-            MODEL, [request_body(index)["prompt"] for index in range(clients)], NEW_TOKENS
-        )
-        for clients in LEVELS
-    }
-    print(json.dumps(rates))
+    level's prompts (bench/common.py): the most a server could stream, prompts and HTTP
+    aside. Run by main in a process of its own before any server starts."""
+    os.environ.update(keel_serve()[1])  # keel serve's threads
+    prompts = [request_body(index)["prompt"] for index in range(max(LEVELS))]
+    return {clients: bare_batch_rate(MODEL, prompts[:clients], NEW_TOKENS) for clients in LEVELS}
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--limits"]:
-        measure_limits()
-        return
     path = str(resolve_model(MODEL).path)
-    limit = limits()
+    limit = {int(level): rate for level, rate in in_fresh_process(__file__, "--limits").items()}
     runners = [Runner(name, command, env) for name, (command, env) in servers(path).items()]
     run_all(runners)
     by_name = {runner.name: runner for runner in runners}
@@ -446,4 +427,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_runner(main, one_shots={"--limits": measure_limits})
