@@ -21,7 +21,8 @@ the event loop (HTTP, SSE, JSON, request handling); and the CPU of the bench's o
 which share the machine with any server bench/server.py measures. Each wrapper adds
 about 1 µs.
 
-Usage: python bench/budget.py   (BENCH_CLIENTS=8, BENCH_SECONDS=15, BENCH_MODEL=name)
+Usage: python bench/budget.py
+       (BENCH_CLIENTS=8, BENCH_SECONDS=15, BENCH_THREADS=2, BENCH_MODEL=name)
 """
 
 from __future__ import annotations
