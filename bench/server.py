@@ -27,8 +27,11 @@ set BENCH_LLAMA_SERVER=0 to leave it out. It runs twice: with its defaults (flas
 on, f16 K and V caches) and with keel's attention settings (flash attention on, f16 K and
 bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
+BENCH_TWIN=1 adds a second, identical keel serve and prints the paired ratio between the
+two: what the machine's drift alone does to a ratio (the noise floor of every other one).
+
 Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
-BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2)
+BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2, BENCH_TWIN=0)
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
+TWIN = os.environ.get("BENCH_TWIN", "0") == "1"
+TWIN_NAME = "keel serve, twin"
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # for every server
 NEW_TOKENS = 64
@@ -348,6 +353,8 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
         # two contexts on the same weights, each decoding with one thread while both work
         "keel serve, 2 lanes": (command, {**env, "KEEL_LANES": "2"}),
     }
+    if TWIN:
+        found[TWIN_NAME] = (command, env)
     binary = llama_server_binary()
     if binary:
         llama_server = [
@@ -377,6 +384,20 @@ def measure_limits() -> dict[int, float]:
     os.environ.update(keel_serve()[1])  # keel serve's threads
     prompts = [request_body(index)["prompt"] for index in range(max(LEVELS))]
     return {clients: bare_batch_rate(MODEL, prompts[:clients], NEW_TOKENS) for clients in LEVELS}
+
+
+def print_twin(keel: Runner, twin: Runner) -> None:
+    """Two identical servers: any ratio between them but 1.00 is the machine's drift."""
+    print()
+    print("noise floor: keel serve's twin / keel serve, paired by round")
+    for clients, level in twin.levels.items():
+        ratios = sorted(
+            rate / base for rate, base in zip(level.rates, keel.levels[clients].rates, strict=True)
+        )
+        print(
+            f"{clients:>3} clients: median {statistics.median(ratios):.2f}x, "
+            f"rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        )
 
 
 def main() -> None:
@@ -416,6 +437,8 @@ def main() -> None:
         "bare loop: keel's engine decoding one greedy token for each client's prompt per "
         "step, alone, before the servers started (its ratio is to the median, not paired)"
     )
+    if TWIN:
+        print_twin(by_name["keel serve"], by_name[TWIN_NAME])
     print()
     print("CPU a waiting server used while another was measured (most of any window):")
     for runner in runners:
