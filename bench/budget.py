@@ -46,10 +46,10 @@ from server import (
     MODEL,
     NEW_TOKENS,
     THREADS,
+    bare_prompts,
     keel_serve,
     load,
     percentile,
-    request_body,
     server_process,
 )
 
@@ -233,9 +233,7 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
 def bare_step() -> float:
     """Median seconds of the load's decode step in the bare loop (bench/common.py), in a
     process of its own (main_or_runner's one-shot) with keel serve's threads."""
-    os.environ.update(keel_serve()[1])
-    prompts = [request_body(index)["prompt"] for index in range(CLIENTS)]
-    return statistics.median(bare_batch_steps(MODEL, prompts, NEW_TOKENS))
+    return statistics.median(bare_batch_steps(MODEL, bare_prompts(CLIENTS), NEW_TOKENS))
 
 
 def main() -> None:

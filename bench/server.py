@@ -265,6 +265,10 @@ class Level:
         self.elapsed += elapsed
         self.rates.append(window.tokens / elapsed)
 
+    def ratios_to(self, base: Level) -> list[float]:
+        """tok/s over `base`'s, window by window: the two ran seconds apart in each round."""
+        return [rate / other for rate, other in zip(self.rates, base.rates, strict=True)]
+
 
 @dataclass
 class Runner:
@@ -377,12 +381,18 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     return found
 
 
+def bare_prompts(count: int) -> list[str]:
+    """The load's first `count` prompts, for a bare loop bounding the load; sets this
+    process (a one-shot of its own) to keel serve's threads first."""
+    os.environ.update(keel_serve()[1])
+    return [request_body(index)["prompt"] for index in range(count)]
+
+
 def measure_limits() -> dict[int, float]:
     """tok/s of a bare batched decode loop on keel's engine at each level, with the
     level's prompts (bench/common.py): the most a server could stream, prompts and HTTP
     aside. Run by main in a process of its own before any server starts."""
-    os.environ.update(keel_serve()[1])  # keel serve's threads
-    prompts = [request_body(index)["prompt"] for index in range(max(LEVELS))]
+    prompts = bare_prompts(max(LEVELS))
     return {clients: bare_batch_rate(MODEL, prompts[:clients], NEW_TOKENS) for clients in LEVELS}
 
 
@@ -391,9 +401,7 @@ def print_twin(keel: Runner, twin: Runner) -> None:
     print()
     print("noise floor: keel serve's twin / keel serve, paired by round")
     for clients, level in twin.levels.items():
-        ratios = sorted(
-            rate / base for rate, base in zip(level.rates, keel.levels[clients].rates, strict=True)
-        )
+        ratios = sorted(level.ratios_to(keel.levels[clients]))
         print(
             f"{clients:>3} clients: median {statistics.median(ratios):.2f}x, "
             f"rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
@@ -420,10 +428,9 @@ def main() -> None:
     for runner in runners:
         for clients, level in runner.levels.items():
             tally = level.tally
-            paired = zip(level.rates, anchor.levels[clients].rates, strict=True)
             print(
                 f"{runner.name:<20} {clients:>7} {statistics.median(level.rates):>7.1f} "
-                f"{statistics.median(rate / base for rate, base in paired):>5.2f}x "
+                f"{statistics.median(level.ratios_to(anchor.levels[clients])):>5.2f}x "
                 f"{tally.requests / level.elapsed:>6.2f} {tally.errors:>6} "
                 f"{percentile(tally.first_token, 50) * 1000:>9.0f} "
                 f"{percentile(tally.first_token, 99) * 1000:>6.0f} "
