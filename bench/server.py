@@ -29,6 +29,8 @@ bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
 BENCH_TWIN=1 adds a second, identical keel serve and prints the paired ratio between the
 two: what the machine's drift alone does to a ratio (the noise floor of every other one).
+BENCH_TWIN=<path of another keel checkout> runs the twin from that checkout's code
+(e.g. `git worktree add /tmp/base HEAD`): the same ratio then measures a change.
 
 Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
 BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2, BENCH_TWIN=0)
@@ -61,7 +63,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
-TWIN = os.environ.get("BENCH_TWIN", "0") == "1"
+TWIN = os.environ.get("BENCH_TWIN", "0")
 TWIN_NAME = "keel serve, twin"
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # for every server
@@ -357,8 +359,11 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
         # two contexts on the same weights, each decoding with one thread while both work
         "keel serve, 2 lanes": (command, {**env, "KEEL_LANES": "2"}),
     }
-    if TWIN:
+    if TWIN == "1":
         found[TWIN_NAME] = (command, env)
+    elif TWIN != "0":  # another checkout's keel, imported ahead of the installed one
+        twin = [sys.executable, "-m", "keel", *command[1:]]
+        found[TWIN_NAME] = (twin, {**env, "PYTHONPATH": str(Path(TWIN).resolve())})
     binary = llama_server_binary()
     if binary:
         llama_server = [
@@ -397,11 +402,13 @@ def measure_limits() -> dict[int, float]:
 
 
 def print_twin(keel: Runner, twin: Runner) -> None:
-    """Two identical servers: any ratio between them but 1.00 is the machine's drift."""
+    """keel against its twin: with the same code, any ratio but 1.00 is the machine's
+    drift; with another checkout's, it is the change's effect (above 1: faster)."""
     print()
-    print("noise floor: keel serve's twin / keel serve, paired by round")
-    for clients, level in twin.levels.items():
-        ratios = sorted(level.ratios_to(keel.levels[clients]))
+    source = "the same code" if TWIN == "1" else TWIN
+    print(f"keel serve / its twin ({source}), paired by round")
+    for clients, level in keel.levels.items():
+        ratios = sorted(level.ratios_to(twin.levels[clients]))
         print(
             f"{clients:>3} clients: median {statistics.median(ratios):.2f}x, "
             f"rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
@@ -444,7 +451,7 @@ def main() -> None:
         "bare loop: keel's engine decoding one greedy token for each client's prompt per "
         "step, alone, before the servers started (its ratio is to the median, not paired)"
     )
-    if TWIN:
+    if TWIN != "0":
         print_twin(by_name["keel serve"], by_name[TWIN_NAME])
     print()
     print("CPU a waiting server used while another was measured (most of any window):")

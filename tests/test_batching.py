@@ -5,7 +5,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+import pytest
+
 import keel
+from keel.engine.library import llama
+from keel.errors import GenerationError
 from keel.loaded import load_location
 from keel.models import resolve_model
 
@@ -36,6 +41,21 @@ def test_batched_equals_solo_and_really_batches(model_name):
     if max(loaded.engine.batch_sizes) > 1:
         assert batched > 1.5  # most steps decoded several sequences at once
     assert batched <= max(loaded.engine.batch_sizes)
+
+
+def test_row_views_are_llama_cpps_own_rows():
+    """The worker reads a batch's logits through one view of all rows; row i must be what
+    llama.cpp's own accessor gives for batch row i."""
+    lane = load_location(resolve_model("smollm2-135m")).engine.another_lane()
+    with pytest.raises(GenerationError, match="not decoded"):
+        lane.logits()
+    tokens = lane.vocab.prompt_tokens("Once upon a time", raw=True)[:3]
+    lane.step_batch([(token, 0, slot) for slot, token in enumerate(tokens)])
+    lib, context = llama(), lane._llama
+    for row in (0, 1, 2, -1):
+        own = np.ctypeslib.as_array(lib.llama_get_logits_ith(context.pointer, row), (lane.n_vocab,))
+        assert np.array_equal(lane.logits(row), own)
+    assert not np.array_equal(lane.logits(0), lane.logits(1))
 
 
 def test_one_slot_context_gives_the_same_text(monkeypatch):

@@ -109,6 +109,7 @@ class LlamaContext:
         self._batch = lib.llama_batch_init(settings.n_batch, 0, 1)
         self.n_ctx: int = lib.llama_n_ctx_seq(self.pointer)  # per slot
         self.n_vocab: int = lib.llama_vocab_n_tokens(model.vocab)
+        self._outputs: np.ndarray | None = None  # the last decode's logits, a row an output
 
     def close(self) -> None:
         if getattr(self, "pointer", None) and not sys.is_finalizing():
@@ -135,10 +136,16 @@ class LlamaContext:
             batch.seq_id[i][0] = slot
             batch.logits[i] = all_logits
         batch.logits[n - 1] = True
+        self._outputs = None
         status = COMPUTE.share(id(self), self.n_threads, partial(self._decode_with, batch))
         if status != 0:
             where = ", ".join(f"slot {slot} position {pos}" for _, pos, slot in entries[:4])
             raise GenerationError(f"llama_decode failed with status {status} at {where}")
+        # All output rows in one view, in batch order: a ctypes call per row would let the
+        # event loop take the GIL between the rows a worker samples.
+        rows = n if all_logits else 1
+        pointer = self._lib.llama_get_logits(self.pointer)
+        self._outputs = np.ctypeslib.as_array(pointer, shape=(rows, self.n_vocab))
 
     def _decode_with(self, batch: Any, threads: int) -> int:
         self._lib.llama_set_n_threads(self.pointer, threads, threads)  # two ints, no work
@@ -147,6 +154,7 @@ class LlamaContext:
 
     def logits(self, row: int = -1) -> np.ndarray:
         """Zero-copy view of one output row (default: the last); valid until the next decode."""
-        pointer = self._lib.llama_get_logits_ith(self.pointer, row)
-        view: np.ndarray = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        if self._outputs is None:
+            raise GenerationError("no logits: the context has not decoded since it was made")
+        view: np.ndarray = self._outputs[row]
         return view
