@@ -4,6 +4,7 @@ events cross from a model's worker thread to consumers in any thread or event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -11,18 +12,28 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+# An asyncio consumer waiting for an item: its loop, and the future it awaits.
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+
+
 class Channel(Generic[T]):
     def __init__(self) -> None:
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self._waiter: Waiter | None = None
 
-    def put(self, item: T) -> None:
+    def put(self, item: T, later: list[Waiter] | None = None) -> None:
+        """Add an item; an asyncio consumer waiting for it is woken now, or, given `later`,
+        added to it for wake_all."""
         with self._cond:
             self._items.append(item)
             self._cond.notify()
             waiter, self._waiter = self._waiter, None
-        if waiter is not None:
+        if waiter is None:
+            return
+        if later is not None:
+            later.append(waiter)
+        else:
             loop, future = waiter
             loop.call_soon_threadsafe(_wake, future)
 
@@ -46,3 +57,19 @@ class Channel(Generic[T]):
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def wake_all(waiters: list[Waiter]) -> None:
+    """Wake many waiters with one call into each event loop: the loop then sends all their
+    items in one turn instead of waking, and taking the GIL from the producer, for each."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there now
+            loop.call_soon_threadsafe(_wake_each, futures)
+
+
+def _wake_each(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        _wake(future)

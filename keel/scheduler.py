@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from time import perf_counter
 
-from .channel import Channel
+from .channel import Channel, Waiter, wake_all
 from .config import settings
 from .engine.batching import batch_groups
 from .engine.compute import COMPUTE
@@ -51,9 +51,10 @@ class Job:
     def cancel(self) -> None:
         self.cancelled.set()
 
-    def emit(self, event: GenerationResponse) -> bool:
-        """Hand an event to the consumer; True when it was the last one."""
-        self.channel.put(event)
+    def emit(self, event: GenerationResponse, later: list[Waiter] | None = None) -> bool:
+        """Hand an event to the consumer (waking it at once, or through `later`, see
+        Channel.put); True when it was the last one."""
+        self.channel.put(event, later)
         return event.finish_reason is not None
 
     def end(self, error: BaseException | None = None) -> None:
@@ -248,14 +249,17 @@ class Worker:
                 continue
             self.decode_calls += 1
             self.decoded_tokens += len(group)
+            later: list[Waiter] = []  # the group's streams are woken once all are sampled
             for row, slot in enumerate(group):
                 job = active[slot]
                 try:
                     job.generation.decoded()
-                    if job.emit(job.generation.advance(self.engine.logits(row), self._noise)):
+                    event = job.generation.advance(self.engine.logits(row), self._noise)
+                    if job.emit(event, later):
                         self._finish(slot)
                 except BaseException as exc:
                     self._finish(slot, error=exc)
+            wake_all(later)
 
     def _finish(
         self,

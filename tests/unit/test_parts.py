@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from keel.channel import Channel
+from keel.channel import Channel, wake_all
 from keel.config import settings
 from keel.engine.batching import batch_groups
 from keel.engine.context import CHUNK
@@ -131,6 +131,35 @@ def test_channel_wakes_an_asyncio_reader_from_another_thread():
         return result
 
     assert asyncio.run(main()) == ["a", "b", "c"]
+
+
+def test_channels_put_with_later_wake_their_readers_together():
+    """The worker puts a decode step's events first and wakes their readers after: nothing
+    is lost, each reader gets its own items in order, and a closed loop is skipped."""
+    channels: list[Channel[int]] = [Channel() for _ in range(3)]
+
+    async def read(channel: Channel[int]) -> list[int]:
+        return [await channel.aget() for _ in range(2)]
+
+    def step(value: int) -> None:
+        later: list = []
+        for channel in channels:
+            channel.put(value, later)
+        gone = asyncio.new_event_loop()
+        gone.close()
+        wake_all([(gone, None), *later])
+
+    async def main():
+        readers = [asyncio.create_task(read(channel)) for channel in channels]
+        await asyncio.sleep(0.01)  # every reader is waiting
+        for value in (1, 2):
+            writer = threading.Thread(target=step, args=(value,))
+            writer.start()
+            await asyncio.sleep(0.01)
+            writer.join()
+        return await asyncio.wait_for(asyncio.gather(*readers), 5)
+
+    assert asyncio.run(main()) == [[1, 2]] * 3
 
 
 # -- settings ----------------------------------------------------------------------------
