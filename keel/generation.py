@@ -28,9 +28,8 @@ from .structured.session import ConstraintSession
 CLOSING_WINDOW = 64
 
 
-# getrusage adds up every thread of the process (the decode's own included), and the event
-# it feeds is built between two decodes, where the model waits; a high-water mark a few
-# milliseconds old is as good for all but a generation's last event.
+# A system call for every event, made between two decodes while the model waits; a
+# high-water mark read at most this often is as good for all but a generation's last event.
 _PEAK_REFRESH_SECONDS = 0.05
 _peak_read: tuple[float, float] = (0.0, float("-inf"))  # (GB, when read)
 

@@ -47,7 +47,7 @@ def test_row_views_are_llama_cpps_own_rows():
     """The worker reads a batch's logits through one view of all rows; row i must be what
     llama.cpp's own accessor gives for batch row i."""
     lane = load_location(resolve_model("smollm2-135m")).engine.another_lane()
-    with pytest.raises(GenerationError, match="not decoded"):
+    with pytest.raises(GenerationError, match="none has run"):
         lane.logits()
     tokens = lane.vocab.prompt_tokens("Once upon a time", raw=True)[:3]
     lane.step_batch([(token, 0, slot) for slot, token in enumerate(tokens)])

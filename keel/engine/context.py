@@ -155,6 +155,6 @@ class LlamaContext:
     def logits(self, row: int = -1) -> np.ndarray:
         """Zero-copy view of one output row (default: the last); valid until the next decode."""
         if self._outputs is None:
-            raise GenerationError("no logits: the context has not decoded since it was made")
+            raise GenerationError("no logits: the last llama_decode failed, or none has run")
         view: np.ndarray = self._outputs[row]
         return view

@@ -28,9 +28,10 @@ class _BoundedEventSource(EventSourceResponse):
             log.warning("closed a stream whose client read nothing for %g s", self.send_timeout)
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        # The same deadline as sse-starlette's, kept by asyncio instead of an anyio cancel
-        # scope: a stream sends a message a token, and under load the scope's set-up was a
-        # sixth of the event loop's time (py-spy), on the cores the model decodes with.
+        # sse-starlette's hook for every message, with its deadline kept by asyncio instead
+        # of an anyio cancel scope: a stream sends a message a token, and under load the
+        # scope's set-up was a sixth of the event loop's time (py-spy), on the cores the
+        # model decodes with.
         try:
             async with asyncio.timeout(self.send_timeout):
                 await send(message)
