@@ -31,11 +31,10 @@ class Channel(Generic[T]):
             waiter, self._waiter = self._waiter, None
         if waiter is None:
             return
-        if later is not None:
-            later.append(waiter)
+        if later is None:
+            wake_all([waiter])
         else:
-            loop, future = waiter
-            loop.call_soon_threadsafe(_wake, future)
+            later.append(waiter)
 
     def get(self) -> T:
         with self._cond:
@@ -54,11 +53,6 @@ class Channel(Generic[T]):
             await future
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 def wake_all(waiters: list[Waiter]) -> None:
     """Wake many waiters with one call into each event loop: the loop then sends all their
     items in one turn instead of waking, and taking the GIL from the producer, for each."""
@@ -72,4 +66,5 @@ def wake_all(waiters: list[Waiter]) -> None:
 
 def _wake_each(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
-        _wake(future)
+        if not future.done():
+            future.set_result(None)

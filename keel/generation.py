@@ -28,18 +28,8 @@ from .structured.session import ConstraintSession
 CLOSING_WINDOW = 64
 
 
-# A system call for every event, made between two decodes while the model waits; a
-# high-water mark read at most this often is as good for all but a generation's last event.
-_PEAK_REFRESH_SECONDS = 0.05
-_peak_read: tuple[float, float] = (0.0, float("-inf"))  # (GB, when read)
-
-
-def _peak_memory_gb(fresh: bool) -> float:
-    global _peak_read
-    now = perf_counter()
-    if fresh or now - _peak_read[1] >= _PEAK_REFRESH_SECONDS:
-        _peak_read = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, now)
-    return _peak_read[0]
+def _peak_memory_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 class Generation:
@@ -91,7 +81,7 @@ class Generation:
             token=token,
             logprobs=logprob,
             generation_tokens=self.steps,
-            peak_memory=_peak_memory_gb(fresh=finish is not None),
+            peak_memory=_peak_memory_gb(),
             finish_reason=finish,
             stop_string=stop,
             prompt_truncated=self.prompt.truncated,
