@@ -362,8 +362,11 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     if TWIN == "1":
         found[TWIN_NAME] = (command, env)
     elif TWIN != "0":  # another checkout's keel, imported ahead of the installed one
+        checkout = Path(TWIN).resolve()
+        if not (checkout / "keel" / "__init__.py").is_file():  # else the installed keel runs
+            raise SystemExit(f"BENCH_TWIN={TWIN!r}: give 0, 1 or the path of a keel checkout")
         twin = [sys.executable, "-m", "keel", *command[1:]]
-        found[TWIN_NAME] = (twin, {**env, "PYTHONPATH": str(Path(TWIN).resolve())})
+        found[TWIN_NAME] = (twin, {**env, "PYTHONPATH": str(checkout)})
     binary = llama_server_binary()
     if binary:
         llama_server = [

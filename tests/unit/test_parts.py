@@ -4,6 +4,8 @@ import asyncio
 import threading
 
 import pytest
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
 
 from keel.channel import Channel, wake_all
 from keel.config import settings
@@ -11,6 +13,7 @@ from keel.engine.batching import batch_groups
 from keel.engine.context import CHUNK
 from keel.engine.prefix import continuation_start, reusable_chunks
 from keel.prompt import fit_context
+from keel.server.sse import _BoundedEventSource
 from keel.structured import JsonTagFilter, json_body
 
 
@@ -160,6 +163,26 @@ def test_channels_put_with_later_wake_their_readers_together():
         return await asyncio.wait_for(asyncio.gather(*readers), 5)
 
     assert asyncio.run(main()) == [[1, 2]] * 3
+
+
+def test_send_deadline_overrides_sse_starlettes_own_hook():
+    """keel replaces the hook sse-starlette calls for every message; were the hook renamed
+    upstream, the override would go unused without a word, so its existence is checked.
+    A send within the deadline goes through; one past it is sse-starlette's timeout."""
+    assert "_send_with_timeout" in vars(EventSourceResponse)
+    stream = _BoundedEventSource(iter(()), send_timeout=0.05)
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def stuck(message):
+        await asyncio.sleep(5)
+
+    asyncio.run(stream._send_with_timeout(send, {"type": "x"}))
+    assert sent == [{"type": "x"}]
+    with pytest.raises(SendTimeoutError):
+        asyncio.run(stream._send_with_timeout(stuck, {"type": "x"}))
 
 
 # -- settings ----------------------------------------------------------------------------
