@@ -62,6 +62,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/structured_suite.py
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
+	$(PY) bench/gaps.py
 	$(PY) bench/server.py
 	$(PY) bench/budget.py
 	$(PY) bench/soak.py

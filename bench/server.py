@@ -65,6 +65,8 @@ LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 TWIN = os.environ.get("BENCH_TWIN", "0")
 TWIN_NAME = "keel serve, twin"
+FEW = os.environ.get("BENCH_FEW") == "1"  # only these servers, for a quicker A/B:
+FEW_NAMES = {"keel serve", TWIN_NAME, "llama-server -np 8"}
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # for every server
 NEW_TOKENS = 64
@@ -421,7 +423,11 @@ def print_twin(keel: Runner, twin: Runner) -> None:
 def main() -> None:
     path = str(resolve_model(MODEL).path)
     limit = {int(level): rate for level, rate in in_fresh_process(__file__, "--limits").items()}
-    runners = [Runner(name, command, env) for name, (command, env) in servers(path).items()]
+    runners = [
+        Runner(name, command, env)
+        for name, (command, env) in servers(path).items()
+        if not FEW or name in FEW_NAMES
+    ]
     run_all(runners)
     by_name = {runner.name: runner for runner in runners}
     anchor = by_name.get("llama-server -np 8") or by_name["llama_cpp.server"]

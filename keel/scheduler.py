@@ -19,9 +19,9 @@ from time import perf_counter
 
 from .channel import Channel, Waiter, wake_all
 from .config import settings
-from .engine.batching import batch_groups
+from .engine.batching import StepCosts, batch_groups
 from .engine.compute import COMPUTE
-from .engine.context import CHUNK
+from .engine.context import CHUNK, Entry
 from .engine.llama import LlamaEngine
 from .engine.slots import Slots
 from .errors import GenerationError, QueueFullError
@@ -119,8 +119,10 @@ class Worker:
         # slot -> its paused prefill, oldest first
         self._prefills: dict[int, Generator[None, None, GenerationResponse | None]] = {}
         self._noise = NoiseAhead()
+        self._step_costs = StepCosts()  # what filler rows are weighed against
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
+        self.decode_seconds = 0.0  # and the time they took
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
         self._thread.start()
 
@@ -232,25 +234,54 @@ class Worker:
         busy = set(self._active)
         return best_slot(generation.prompt.tokens, busy, engine.slots, engine.batch_sizes, placing)
 
+    def _groups(self) -> tuple[list[list[int]], dict[int, Entry]]:
+        """The pending slots in groups of proven batch sizes, and the throwaway rows of the
+        other slots that may bridge gaps between them: used where the decode times seen so
+        far say a filler row costs less than the pass it saves."""
+        active = self._active
+        decoding = {
+            slot: job.generation.position
+            for slot, job in active.items()
+            if job.generation.pending is not None
+        }
+        pending, sizes = sorted(decoding), self.engine.batch_sizes
+        groups = batch_groups(pending, sizes)
+        if len(groups) < 2:
+            return groups, {}
+        fillers = self.engine.filler_rows(decoding)
+        return batch_groups(pending, sizes, fillers, self._step_costs.estimate), fillers
+
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""
         active = self._active
-        pending = sorted(slot for slot, job in active.items() if job.generation.pending is not None)
-        for group in batch_groups(pending, self.engine.batch_sizes):
-            generations = [active[slot].generation for slot in group]
+        groups, fillers = self._groups()
+        for group in groups:
+            filled = {slot for slot in group if slot in fillers}
+            rows = [slot for slot in group if slot not in filled]
+            generations = [active[slot].generation for slot in rows]
             self._noise.draw()
+            started = perf_counter()
             try:
                 self.engine.step_batch(
-                    [gen.entry(slot) for slot, gen in zip(group, generations, strict=True)]
+                    [
+                        fillers[slot] if slot in filled else active[slot].generation.entry(slot)
+                        for slot in group
+                    ],
+                    filled,
                 )
             except GenerationError as exc:
-                for slot, gen in zip(group, generations, strict=True):
+                for slot, gen in zip(rows, generations, strict=True):
                     self._finish(slot, gen.failed(exc))
                 continue
+            elapsed = perf_counter() - started
+            self._step_costs.observe(len(group), elapsed)
             self.decode_calls += 1
-            self.decoded_tokens += len(group)
+            self.decoded_tokens += len(rows)
+            self.decode_seconds += elapsed
             later: list[Waiter] = []  # the group's streams are woken once all are sampled
             for row, slot in enumerate(group):
+                if slot in filled:
+                    continue
                 job = active[slot]
                 try:
                     job.generation.decoded()

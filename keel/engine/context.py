@@ -106,6 +106,10 @@ class LlamaContext:
                 "and V caches of different types); KEEL_VERBOSE=1 shows llama.cpp's reason"
             )
         self._memory = lib.llama_get_memory(self.pointer)
+        # a recurrent state cannot be cut back to a position (llama_memory_seq_rm fails)
+        self.rewindable = not (
+            lib.llama_model_is_recurrent(model.pointer) or lib.llama_model_is_hybrid(model.pointer)
+        )
         self._batch = lib.llama_batch_init(settings.n_batch, 0, 1)
         self.n_ctx: int = lib.llama_n_ctx_seq(self.pointer)  # per slot
         self.n_vocab: int = lib.llama_vocab_n_tokens(model.vocab)
@@ -123,6 +127,10 @@ class LlamaContext:
     def forget(self, slot: int, start: int = 0) -> bool:
         """Drop the slot's KV from position `start` on; False if llama.cpp could not."""
         return bool(self._lib.llama_memory_seq_rm(self._memory, slot, start, -1))
+
+    def next_position(self, slot: int) -> int:
+        """The position of a token appended to the slot's KV: the only one llama.cpp takes."""
+        return int(self._lib.llama_memory_seq_pos_max(self._memory, slot)) + 1
 
     def decode(self, entries: list[Entry], all_logits: bool) -> None:
         """One llama_decode; logits for every row, or for the last row only."""

@@ -10,15 +10,25 @@ batch sizes a self-check proved bit-identical (batching.py).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import GenerationError
 from .context import ContextSettings, Entry, LlamaContext, LlamaModel
 from .library import library_files
 from .prefix import PrefixReuse
 from .slots import Slots
 from .vocab import Vocabulary
+
+# llama.cpp attends over each batch's longest KV rounded up to this many cells
+# (llama_kv_cache::get_n_kv), whatever each row's own length
+KV_PADDING = 256
+
+
+def _padded(cells: int) -> int:
+    return -(-cells // KV_PADDING) * KV_PADDING
 
 
 class LlamaEngine:
@@ -63,11 +73,35 @@ class LlamaEngine:
         """Decode one generated token at its position."""
         self._llama.decode([(token, position, slot)], all_logits=True)
 
-    def step_batch(self, entries: list[Entry]) -> None:
+    def step_batch(self, entries: list[Entry], fillers: Collection[int] = ()) -> None:
         """Decode one generated token for each of several slots in one llama_decode; row i
         of the logits belongs to entries[i]. Callers keep to proven `batch_sizes` and
-        consecutive slots (llama.cpp splits other sets into several micro-batches)."""
-        self._llama.decode(entries, all_logits=True)
+        consecutive slots (llama.cpp splits other sets into several micro-batches). The
+        rows of the slots in `fillers` are throwaway rows from filler_rows(): their KV cells
+        are cut off again afterwards, so those slots hold what they held before."""
+        try:
+            self._llama.decode(entries, all_logits=True)
+        finally:
+            for _, position, slot in entries:
+                if slot in fillers and not self._llama.forget(slot, position):
+                    raise GenerationError(f"llama.cpp could not drop the filler row of slot {slot}")
+
+    def filler_rows(self, decoding: dict[int, int]) -> dict[int, Entry]:
+        """A throwaway row for each other slot that may bridge a gap between the slots in
+        `decoding` (slot -> position of its next token), so they decode as one micro-batch
+        (batching.batch_groups): token 0 at the end of the slot's KV. A slot whose KV
+        reaches further than the longest decoding one, in llama.cpp's padding of the KV a
+        batch attends over (KV_PADDING), gets none: every row would attend over it."""
+        if not self._llama.rewindable or not decoding:
+            return {}
+        reach = _padded(max(decoding.values()) + 1)
+        rows: dict[int, Entry] = {}
+        for slot in range(self.slots.count):
+            if slot not in decoding:
+                position = self._llama.next_position(slot)
+                if position < self.n_ctx and _padded(position + 1) <= reach:
+                    rows[slot] = (0, position, slot)
+        return rows
 
     def logits(self, row: int = -1) -> np.ndarray:
         """Zero-copy view of one output row (default: the last); valid until the next decode."""

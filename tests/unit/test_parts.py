@@ -9,7 +9,7 @@ from sse_starlette.sse import SendTimeoutError
 
 from keel.channel import Channel, wake_all
 from keel.config import settings
-from keel.engine.batching import batch_groups
+from keel.engine.batching import StepCosts, batch_groups
 from keel.engine.context import CHUNK
 from keel.engine.prefix import continuation_start, reusable_chunks
 from keel.prompt import fit_context
@@ -22,6 +22,44 @@ def test_batch_groups_are_consecutive_runs_cut_into_proven_sizes():
     assert batch_groups([0, 1, 2, 3, 4], (1, 2)) == [[0, 1], [2, 3], [4]]
     assert batch_groups([3, 4, 5, 6], (1,)) == [[3], [4], [5], [6]]
     assert batch_groups([], (1, 2)) == []
+
+
+def test_batch_groups_bridge_gaps_with_fillers_only_where_that_saves_a_group():
+    every = tuple(range(1, 9))
+    assert batch_groups([0, 1, 2, 4, 5, 6, 7], every, fillers=[3]) == [list(range(8))]
+    assert batch_groups([0, 2, 5, 6], every, fillers=[1, 3, 4, 7]) == [list(range(7))]
+    assert batch_groups([0, 1, 2, 4], every, fillers=[5, 6]) == [[0, 1, 2], [4]]  # no gap
+    # at most three rows a batch (Gemma): one filler saves a group, a second would not
+    assert batch_groups([0, 2, 4, 5, 6], (1, 2, 3), fillers=[1, 3, 7]) == [[0, 1, 2], [4, 5, 6]]
+    assert batch_groups([1, 2], (1, 3), fillers=[0, 3]) == [[0, 1, 2]]
+
+
+def test_batch_groups_weigh_filler_rows_against_passes_by_the_step_times_seen():
+    costs = StepCosts()
+    every = tuple(range(1, 9))
+    assert costs.estimate(5) == 5.0  # nothing seen: a unit a row, so fillers never pay
+    assert batch_groups([0, 4, 7], every, fillers=[1, 2, 3, 5, 6], cost=costs.estimate) == [
+        [0],
+        [4],
+        [7],
+    ]
+    for rows, ms in ((1, 6.3), (2, 12.6), (3, 16.7), (4, 16.9), (8, 24.8)):
+        costs.observe(rows, ms / 1000)
+    assert costs.estimate(6) == pytest.approx((16.9 + (24.8 - 16.9) / 2) / 1000)
+    gap = batch_groups([0, 1, 2, 4, 5, 6, 7], every, fillers=[3], cost=costs.estimate)
+    assert gap == [list(range(8))]  # one filler row instead of a second pass
+    spread = batch_groups([0, 4, 7], every, fillers=[1, 2, 3, 5, 6], cost=costs.estimate)
+    assert spread == [[0], [4], [7]]  # five filler rows would cost more than two passes
+    assert batch_groups([0, 2], every, fillers=[1], cost=costs.estimate) == [[0], [2]]
+    costs.observe(4, 0.0169 + 10 * (0.0160 - 0.0169))  # a moving average: a tenth of the way
+    assert costs.estimate(4) == pytest.approx(0.0160)
+    costs.observe(3, 0.2)  # but never more a row than a smaller step: 3 rows as 3 x 1 row
+    assert costs.estimate(3) == pytest.approx(3 * 0.0063)
+    assert batch_groups(list(range(8)), (1, 2, 3), cost=costs.estimate) == [
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7],
+    ]
 
 
 # -- the <json-output> tag filter --------------------------------------------------------
