@@ -266,9 +266,9 @@ def _started(
 def _warn_if_seed_unused(seed: Any, temperature: Any) -> None:
     """Greedy decoding ignores the seed; a caller who chose one likely expects it to matter."""
     if temperature == 0 and seed != DEFAULT_SEED:
-        warn_caller(
-            f"seed={seed} has no effect at temperature=0 (greedy decoding); set "
-            "temperature > 0 for seeded sampling"
+        warn_caller(  # one text for every seed: the filter then shows it once per line
+            "a seed has no effect at temperature=0 (greedy decoding); set temperature > 0 "
+            "for seeded sampling"
         )
 
 
