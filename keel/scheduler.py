@@ -249,6 +249,8 @@ class Worker:
         if len(groups) < 2:
             return groups, {}
         fillers = self.engine.filler_rows(decoding)
+        if not fillers:
+            return groups, {}
         return batch_groups(pending, sizes, fillers, self._step_costs.estimate), fillers
 
     def _step(self) -> None:

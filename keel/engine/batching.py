@@ -135,16 +135,19 @@ def batch_groups(
     micro-batch is a pass over the weights of its own (SmolLM2 on 2 cores: 7 rows with a
     gap took 33.6 ms, 8 rows 24.8). A run may bridge a gap with slots from `fillers`,
     slots with nothing to decode where the caller puts a throwaway row."""
+    if not slots:
+        return []
+    if len(slots) in sizes and slots[-1] - slots[0] == len(slots) - 1:
+        return [slots]  # one run of a proven size: nothing is cheaper (estimates are subadditive)
     wanted = set(slots)
     usable = wanted | set(fillers)
-    if not wanted:
-        return []
     start, end = min(usable), max(usable) + 1
+    largest_first = sorted(sizes, reverse=True)
     # best[i]: the cheapest cover of the wanted slots from i on: (cost, runs, fillers), plan
     best: dict[int, tuple[tuple[float, int, int], list[list[int]]]] = {end: ((0.0, 0, 0), [])}
     for i in range(end - 1, start - 1, -1):
         options = []
-        for size in sorted(sizes, reverse=True):
+        for size in largest_first:
             run = list(range(i, i + size))
             if i + size <= end and usable.issuperset(run):
                 (spent, runs, filled), plan = best[i + size]
