@@ -19,7 +19,7 @@ from time import perf_counter
 
 from .channel import Channel, Waiter, wake_all
 from .config import settings
-from .engine.batching import StepCosts, batch_groups
+from .engine.batching import StepCosts, batch_groups, one_run
 from .engine.compute import COMPUTE
 from .engine.context import CHUNK, Entry
 from .engine.llama import LlamaEngine
@@ -245,31 +245,28 @@ class Worker:
             if job.generation.pending is not None
         }
         pending, sizes = sorted(decoding), self.engine.batch_sizes
-        groups = batch_groups(pending, sizes)
-        if len(groups) < 2:
-            return groups, {}
+        if one_run(pending, sizes):
+            return [pending], {}
         fillers = self.engine.filler_rows(decoding)
-        if not fillers:
-            return groups, {}
-        return batch_groups(pending, sizes, fillers, self._step_costs.estimate), fillers
+        costs = {rows: self._step_costs.estimate(rows) for rows in sizes}
+        return batch_groups(pending, sizes, fillers, costs.__getitem__), fillers
 
     def _step(self) -> None:
         """Decode every pending token, in groups of proven batch sizes, then sample."""
         active = self._active
         groups, fillers = self._groups()
         for group in groups:
-            filled = {slot for slot in group if slot in fillers}
-            rows = [slot for slot in group if slot not in filled]
+            rows = [slot for slot in group if slot not in fillers]
             generations = [active[slot].generation for slot in rows]
             self._noise.draw()
             started = perf_counter()
             try:
                 self.engine.step_batch(
                     [
-                        fillers[slot] if slot in filled else active[slot].generation.entry(slot)
+                        fillers[slot] if slot in fillers else active[slot].generation.entry(slot)
                         for slot in group
                     ],
-                    filled,
+                    fillers,
                 )
             except GenerationError as exc:
                 for slot, gen in zip(rows, generations, strict=True):
@@ -282,7 +279,7 @@ class Worker:
             self.decode_seconds += elapsed
             later: list[Waiter] = []  # the group's streams are woken once all are sampled
             for row, slot in enumerate(group):
-                if slot in filled:
+                if slot in fillers:
                     continue
                 job = active[slot]
                 try:

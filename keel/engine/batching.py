@@ -120,6 +120,11 @@ class StepCosts:
         return float(rows) if nearest is None else seconds[nearest] * rows / nearest
 
 
+def one_run(slots: list[int], sizes: tuple[int, ...]) -> bool:
+    """Whether the sorted slots are consecutive and of a proven size: one micro-batch."""
+    return bool(slots) and len(slots) in sizes and slots[-1] - slots[0] == len(slots) - 1
+
+
 def batch_groups(
     slots: list[int],
     sizes: tuple[int, ...],
@@ -135,10 +140,10 @@ def batch_groups(
     micro-batch is a pass over the weights of its own (bench/gaps.py: 7 rows with a gap
     took 1.31x the time of 8 rows without one). A run may bridge a gap with slots from
     `fillers`, slots with nothing to decode where the caller puts a throwaway row."""
+    if one_run(slots, sizes):
+        return [slots]  # nothing is cheaper (the costs of StepCosts are subadditive)
     if not slots:
         return []
-    if len(slots) in sizes and slots[-1] - slots[0] == len(slots) - 1:
-        return [slots]  # one run of a proven size: nothing is cheaper (estimates are subadditive)
     wanted = set(slots)
     usable = wanted | set(fillers)
     start, end = min(usable), max(usable) + 1

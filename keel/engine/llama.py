@@ -83,7 +83,7 @@ class LlamaEngine:
             self._llama.decode(entries, all_logits=True)
         finally:
             for _, position, slot in entries:
-                if slot in fillers and not self._llama.forget(slot, position):
+                if slot in fillers and not self.slots.rewind(slot, position):
                     raise GenerationError(f"llama.cpp could not drop the filler row of slot {slot}")
 
     def filler_rows(self, decoding: dict[int, int]) -> dict[int, Entry]:
