@@ -354,6 +354,26 @@ def keel_serve() -> tuple[list[str], dict]:
     )
 
 
+def twin_serve(checkout: Path, command: list[str], env: dict) -> tuple[list[str], dict]:
+    """keel serve from another checkout's code: its keel is imported ahead of the installed
+    one. PYTHONSAFEPATH keeps `python -m` from putting the working directory first on the
+    path, where the installed checkout (this one, run from its root) would win unseen: for
+    a while every twin here ran this checkout's code. Checked before any server starts."""
+    if not (checkout / "keel" / "__init__.py").is_file():
+        raise SystemExit(f"BENCH_TWIN={TWIN!r}: give 0, 1 or the path of a keel checkout")
+    env = {**env, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
+    found = subprocess.run(
+        [sys.executable, "-c", "import keel; print(keel.__file__)"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(found).is_relative_to(checkout):
+        raise SystemExit(f"BENCH_TWIN: the twin would import {found}, not {checkout}'s keel")
+    return [sys.executable, "-m", "keel", *command[1:]], env
+
+
 def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     command, env = keel_serve()
     found: dict[str, tuple[list[str], dict]] = {
@@ -363,12 +383,8 @@ def servers(path: str) -> dict[str, tuple[list[str], dict]]:
     }
     if TWIN == "1":
         found[TWIN_NAME] = (command, env)
-    elif TWIN != "0":  # another checkout's keel, imported ahead of the installed one
-        checkout = Path(TWIN).resolve()
-        if not (checkout / "keel" / "__init__.py").is_file():  # else the installed keel runs
-            raise SystemExit(f"BENCH_TWIN={TWIN!r}: give 0, 1 or the path of a keel checkout")
-        twin = [sys.executable, "-m", "keel", *command[1:]]
-        found[TWIN_NAME] = (twin, {**env, "PYTHONPATH": str(checkout)})
+    elif TWIN != "0":
+        found[TWIN_NAME] = twin_serve(Path(TWIN).resolve(), command, env)
     binary = llama_server_binary()
     if binary:
         llama_server = [
