@@ -11,15 +11,14 @@ run just before the server starts.
 
 The thread that runs the model's rounds alternates llama_decode (wall time, split into
 generated-token steps and prompt chunks) with the time between two decodes (wall). Within
-that time, the CPU of each stage: the logits view, the sampler, the grammar (mask, closing
-checks, taking the token), detokenization (token piece, UTF-8 assembly, stop strings),
-building the event, the rest of `advance` (stats, the noise drawn ahead) and handing the
-event to its stream; what the stages leave of the wall time is mostly waiting for the GIL
-while the event loop runs. On other threads, CPU taken from the same two cores, during
-the decode or between decodes: the Philox noise draw for T > 0 rows (helper thread) and
-the event loop (HTTP, SSE, JSON, request handling); and the CPU of the bench's own clients,
-which share the machine with any server bench/server.py measures. Each wrapper adds
-about 1 µs.
+that time, the CPU of each stage: the logits view, the sampler (and within it the Philox
+noise draw of T > 0 rows), the grammar (mask, closing checks, taking the token),
+detokenization (token piece, UTF-8 assembly, stop strings), building the event, the rest
+of `advance` (stats) and handing the event to its stream; what the stages leave of the
+wall time is mostly waiting for the GIL while the event loop runs. On other threads, CPU
+taken from the same two cores, during the decode or between decodes: the event loop
+(HTTP, SSE, JSON, request handling); and the CPU of the bench's own clients, which share
+the machine with any server bench/server.py measures. Each wrapper adds about 1 µs.
 
 Usage: python bench/budget.py
        (BENCH_CLIENTS=8, BENCH_SECONDS=15, BENCH_THREADS=2, BENCH_MODEL=name)
@@ -123,7 +122,7 @@ def _instrument() -> None:
     _timed(generation.Generation, "_event", "event", cpu)
     _timed(generation.Generation, "advance", "advance", cpu)
     _timed(scheduler.Job, "emit", "fan-out", cpu)
-    _timed(sampling, "_draw_all", "noise", cpu)
+    _timed(sampling, "gumbel_noise", "noise", cpu)  # inside the sampler's figure
 
 
 def _event_loop_cpu() -> float:
@@ -213,14 +212,15 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
         ("decode, prompts (wall)", sum(prompts), "model rounds"),
         ("between decodes (wall)", sum(gaps), "model rounds"),
         ("  CPU: logits view", total.get("logits view", 0.0), ""),
-        *((f"  CPU: {stage}", total.get(stage, 0.0), "") for stage in inside),
+        ("  CPU: sampler", total.get("sampler", 0.0), ""),
+        ("    of which the noise for T > 0 rows", total.get("noise", 0.0), ""),
+        *((f"  CPU: {stage}", total.get(stage, 0.0), "") for stage in inside[1:]),
         (
-            "  CPU: rest of advance (stats, noise wait)",
+            "  CPU: rest of advance (stats)",
             total.get("advance", 0.0) - sum(total.get(stage, 0.0) for stage in inside),
             "",
         ),
         ("  CPU: fan-out (event to its stream)", total.get("fan-out", 0.0), ""),
-        ("noise draw for T > 0 rows (CPU)", total.get("noise", 0.0), "helper"),
         ("HTTP, SSE, requests (CPU)", tallies["event loop"], "event loop"),
         ("the bench's clients (CPU, another process)", tallies["clients"], "clients"),
     ]

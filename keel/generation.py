@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Generator
-from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
 
@@ -20,7 +19,7 @@ from .events import NO_TOKEN, Fingerprint, FinishReason, GenerationResponse
 from .params import GenerationParams
 from .penalties import Penalties
 from .prompt import Prompt
-from .sampling import NoiseAhead, TokenLogprob, sample, token_logprob
+from .sampling import TokenLogprob, sample, token_logprob
 from .structured.session import ConstraintSession
 
 # Within this many tokens of the budget's end, a constrained generation checks each token
@@ -56,7 +55,6 @@ class Generation:
         self._utf8 = Utf8Assembler()
         self._stops = StopMatcher(params.stop_strings)
         self._penalties = Penalties(params)
-        self._noise: Future[np.ndarray] | None = None  # the next step's, drawn ahead
         self._started = perf_counter()
         self._decoding = self._started
         self._stats: dict[str, Any] = {
@@ -108,18 +106,16 @@ class Generation:
         self._stats["prompt_tps"] = len(self.prompt.tokens) / elapsed
         return None
 
-    def advance(self, logits: np.ndarray, noise_ahead: NoiseAhead) -> GenerationResponse:
+    def advance(self, logits: np.ndarray) -> GenerationResponse:
         """Sample the next token from `logits` and describe it; unless the event is final,
-        `pending` is the token to decode before the next call, and (at T > 0) the next
-        step's noise is asked of `noise_ahead`."""
+        `pending` is the token to decode before the next call."""
         params, vocab, constraint, stops = (
             self.params,
             self.engine.vocab,
             self.constraint,
             self._stops,
         )
-        noise = self._noise.result() if self._noise is not None else None
-        token = self._within_budget(sample(self._scores(logits), self.steps, params, noise))
+        token = self._within_budget(sample(self._scores(logits), self.steps, params))
         if self._penalties.active:
             self._penalties.accept(token)
         logprob = (
@@ -149,11 +145,6 @@ class Generation:
         if self.steps == 1:
             self._stats["time_to_first_token"] = now - self._started
         self.pending = None if finish else token
-        self._noise = (
-            noise_ahead.ask(params.seed, self.steps, logits.shape[0])
-            if self.pending is not None and params.temperature > 0.0
-            else None
-        )
         return self._event(text, token, logprob, finish, stop)
 
     def _within_budget(self, token: int) -> int:

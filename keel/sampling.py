@@ -9,9 +9,7 @@ in vocabulary order, so stream, batch and resumed runs pick the same tokens.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,60 +55,6 @@ def gumbel_noise(seed: int, step: int, size: int) -> np.ndarray:
     return noise
 
 
-# A step's noise depends only on (seed, step), not on the logits, so it can be drawn ahead,
-# while the model decodes. Between two decodes the worker samples every row of the batch
-# one after the other, and nothing else can go on meanwhile; the draw is most of a T > 0
-# row's share of that (about 0.3 of 0.45 ms on a 49k vocabulary).
-_helper: ThreadPoolExecutor | None = None
-
-
-def _forget_helper() -> None:
-    global _helper
-    _helper = None  # a forked child has no helper thread: it starts its own
-
-
-os.register_at_fork(after_in_child=_forget_helper)
-
-# One asked-for draw: where its noise goes, and gumbel_noise's (seed, step, size).
-_Request = tuple[Future[np.ndarray], int, int, int]
-
-
-class NoiseAhead:
-    """The next step's noise for each sampling row of one worker: asked for while a round
-    samples, drawn on a helper thread (numpy releases the GIL while it draws) once the round
-    decodes. Drawn as soon as asked, the helper took turns on the GIL with the rows still
-    being sampled; during the decode the worker holds no GIL (1.02-1.04x at 2 and 8
-    streaming clients). Used by one thread at a time: the one running the worker's rounds."""
-
-    def __init__(self) -> None:
-        self._wanted: list[_Request] = []
-
-    def ask(self, seed: int, step: int, size: int) -> Future[np.ndarray]:
-        """gumbel_noise(seed, step, size), once draw() has been called."""
-        future: Future[np.ndarray] = Future()
-        self._wanted.append((future, seed, step, size))
-        return future
-
-    def draw(self) -> None:
-        """Start drawing all the noise asked for; call it before the decode that comes
-        before the noise is needed."""
-        global _helper
-        if not self._wanted:
-            return
-        if _helper is None:
-            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-noise")
-        wanted, self._wanted = self._wanted, []
-        _helper.submit(_draw_all, wanted)
-
-
-def _draw_all(wanted: list[_Request]) -> None:
-    for future, seed, step, size in wanted:
-        try:
-            future.set_result(gumbel_noise(seed, step, size))
-        except BaseException as exc:  # raised where the noise is used
-            future.set_exception(exc)
-
-
 def _apply_top_p(scaled: np.ndarray, ids: np.ndarray, top_p: float) -> np.ndarray:
     """Smallest prefix (by probability, ties by id) whose mass reaches top_p."""
     probs = np.exp(scaled - scaled.max())
@@ -141,16 +85,18 @@ def candidate_ids(logits: np.ndarray, params: GenerationParams) -> np.ndarray | 
     return ids
 
 
-def sample(
-    logits: np.ndarray, step: int, params: GenerationParams, noise: np.ndarray | None = None
-) -> int:
-    """Choose the next token. Temperature 0 is argmax with ties to the lowest id. `noise`,
-    if given, is this step's gumbel_noise drawn ahead (NoiseAhead)."""
+def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
+    """Choose the next token. Temperature 0 is argmax with ties to the lowest id.
+
+    The noise is drawn here, between two decodes, on the thread that samples. Drawn on a
+    helper thread while the model decoded, it cost more than its own CPU: on two cores the
+    helper took one from llama.cpp's two threads, and both waited for it at the next sync
+    point (keel serve at 1 / 8 clients: 0.94x / 0.93x the throughput of drawing here,
+    bench/server.py with BENCH_TWIN, AMD Zen 5, 2026-12-02)."""
     if params.temperature == 0.0:
         return int(np.argmax(logits))
     ids = candidate_ids(logits, params)
-    if noise is None:
-        noise = gumbel_noise(params.seed, step, logits.shape[0])
+    noise = gumbel_noise(params.seed, step, logits.shape[0])
     if ids is None:
         return int(np.argmax(logits / np.float32(params.temperature) + noise))
     scores = logits[ids] / np.float32(params.temperature) + noise[ids]

@@ -27,7 +27,6 @@ from .engine.slots import Slots
 from .errors import GenerationError, QueueFullError
 from .events import GenerationResponse, GenerationResult
 from .generation import Generation
-from .sampling import NoiseAhead
 
 
 class _End:
@@ -118,7 +117,6 @@ class Worker:
         self._active: dict[int, Job] = {}  # slot -> job (prefilling or decoding)
         # slot -> its paused prefill, oldest first
         self._prefills: dict[int, Generator[None, None, GenerationResponse | None]] = {}
-        self._noise = NoiseAhead()
         self._step_costs = StepCosts()  # what filler rows are weighed against
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
@@ -225,7 +223,7 @@ class Worker:
         del self._prefills[slot]
         if failure is not None:
             self._finish(slot, failure)
-        elif job.emit(job.generation.advance(self.engine.slots.prompt_logits(slot), self._noise)):
+        elif job.emit(job.generation.advance(self.engine.slots.prompt_logits(slot))):
             self._finish(slot)
         return True
 
@@ -258,7 +256,6 @@ class Worker:
         for group in groups:
             rows = [slot for slot in group if slot not in fillers]
             generations = [active[slot].generation for slot in rows]
-            self._noise.draw()
             started = perf_counter()
             try:
                 self.engine.step_batch(
@@ -284,7 +281,7 @@ class Worker:
                 job = active[slot]
                 try:
                     job.generation.decoded()
-                    event = job.generation.advance(self.engine.logits(row), self._noise)
+                    event = job.generation.advance(self.engine.logits(row))
                     if job.emit(event, later):
                         self._finish(slot)
                 except BaseException as exc:

@@ -3,11 +3,9 @@
 import random
 
 import numpy as np
-import pytest
 
 from keel.params import make_params
 from keel.sampling import (
-    NoiseAhead,
     candidate_ids,
     gumbel_noise,
     sample,
@@ -43,32 +41,6 @@ def test_noise_depends_only_on_seed_and_step():
     assert not np.array_equal(a, gumbel_noise(8, 3, 100))
     # steps are independent streams, not shifted copies of one another
     assert not np.array_equal(gumbel_noise(7, 3, 100)[4:], gumbel_noise(7, 4, 100)[:-4])
-
-
-def test_noise_drawn_ahead_is_the_same_noise_and_picks_the_same_tokens():
-    rng = np.random.default_rng(3)
-    noise = NoiseAhead()
-    asked = []
-    for step in range(20):
-        logits = rng.normal(size=49152).astype(np.float32)
-        params = make_params("x", temperature=0.7, seed=step * 11, top_p=0.9 if step % 2 else 1.0)
-        asked.append((logits, params, step, noise.ask(params.seed, step, logits.shape[0])))
-    assert not any(future.done() for *_, future in asked)  # nothing is drawn before draw()
-    noise.draw()
-    for logits, params, step, future in asked:
-        drawn = future.result(timeout=30)
-        assert np.array_equal(drawn, gumbel_noise(params.seed, step, logits.shape[0]))
-        assert sample(logits, step, params, drawn) == sample(logits, step, params)
-
-
-def test_a_failed_draw_is_raised_where_the_noise_is_used():
-    noise = NoiseAhead()
-    failed = noise.ask(1, 0, -1)  # a negative size: numpy refuses
-    fine = noise.ask(1, 1, 10)
-    noise.draw()
-    with pytest.raises(ValueError):
-        failed.result(timeout=30)
-    assert np.array_equal(fine.result(timeout=30), gumbel_noise(1, 1, 10))
 
 
 def test_no_global_random_state_is_touched():
