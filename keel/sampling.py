@@ -88,11 +88,10 @@ def candidate_ids(logits: np.ndarray, params: GenerationParams) -> np.ndarray | 
 def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
     """Choose the next token. Temperature 0 is argmax with ties to the lowest id.
 
-    The noise is drawn here, between two decodes, on the thread that samples. Drawn on a
-    helper thread while the model decoded, it cost more than its own CPU: on two cores the
-    helper took one from llama.cpp's two threads, and both waited for it at the next sync
-    point (keel serve at 1 / 8 clients: 0.94x / 0.93x the throughput of drawing here,
-    bench/server.py with BENCH_TWIN, AMD Zen 5, 2026-12-02)."""
+    The noise is drawn here, between two decodes, on the thread that samples. Drawing it
+    on a helper thread while the model decoded saved no time: on two cores the helper
+    takes one from llama.cpp's two threads, which then wait for it at their next sync
+    point (paired server runs could not tell the two apart; README, 2026-12-02)."""
     if params.temperature == 0.0:
         return int(np.argmax(logits))
     ids = candidate_ids(logits, params)
