@@ -64,6 +64,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/concurrency.py
 	$(PY) bench/gaps.py
 	$(PY) bench/server.py
+	$(PY) bench/latency.py
 	$(PY) bench/budget.py
 	$(PY) bench/soak.py
 	$(PY) bench/batch.py

@@ -1,0 +1,118 @@
+"""Time a token takes to stream from keel serve and from llama-server, one request at a
+time, greedy and at T=0.7 apart: a finer comparison than bench/server.py's windows.
+
+The servers run at once, each in its own process (bench/server.py's commands, 2 threads,
+BENCH_FEW's set: keel, its twin if BENCH_TWIN is set, llama-server -np 8). Each round
+sends the same streamed request (bench/server.py's prompt for that round, 64 new tokens)
+to every server in turn, greedy and at T=0.7, rotating the order of servers and of the
+two temperatures; nothing else runs meanwhile, and back-to-back requests see the machine
+in the same state. Its noise floor is still about ±5%: two identical keel servers
+(BENCH_TWIN=1) came out 1.05x and 0.99x apart, greedy and at T=0.7, over 48 requests
+(AMD Zen 5 VM, 2026-12-02).
+
+Per server and temperature: the time a token takes (first to last streamed chunk over the
+usage's completion tokens minus one), median over requests; its ratio to llama-server's
+for the same request, median over requests; and time to first token. T=0.7 apart from
+greedy shows what keel's sampler costs a stream (greedy streams are the same text on
+both servers; sampled ones are not, since llama-server's sampler is not keel's).
+
+Usage: python bench/latency.py   (BENCH_REQUESTS=48, BENCH_TWIN=0|1|<checkout>,
+BENCH_MODEL=name, BENCH_THREADS=2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from contextlib import ExitStack
+
+from server import (
+    FEW_NAMES,
+    MODEL,
+    THREADS,
+    TWIN_NAME,
+    new_client,
+    request_body,
+    servers,
+    serving,
+)
+
+from keel.models import resolve_model
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "48"))
+TEMPERATURES = (0.0, 0.7)
+ANCHOR = "llama-server -np 8"
+
+
+def one_stream(url: str, index: int, temperature: float) -> tuple[float, float]:
+    """(seconds to the first chunk, seconds a token after it) for one streamed request."""
+    body = {**request_body(index), "temperature": temperature}
+    stamps: list[float] = []
+    tokens = 0
+    sent = time.perf_counter()
+    with new_client() as client, client.stream("POST", f"{url}/v1/completions", json=body) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {r.status_code}")
+        for line in r.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            data = json.loads(line[6:])
+            if data.get("usage"):
+                tokens = data["usage"]["completion_tokens"]
+            if data.get("choices"):
+                stamps.append(time.perf_counter())
+    if tokens < 2 or not stamps:
+        raise RuntimeError(f"{url}: a stream of {tokens} tokens cannot time a token")
+    return stamps[0] - sent, (stamps[-1] - stamps[0]) / (tokens - 1)
+
+
+def rotated(items: list, by: int) -> list:
+    return items[by % len(items) :] + items[: by % len(items)]
+
+
+def paired(times: list[float], base: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(times, base, strict=True))
+
+
+def main() -> None:
+    path = str(resolve_model(MODEL).path)
+    chosen = {name: run for name, run in servers(path).items() if name in FEW_NAMES}
+    if ANCHOR not in chosen:
+        raise SystemExit("bench/latency.py compares with llama-server: build it first")
+    names = list(chosen)
+    first: dict[tuple[str, float], list[float]] = {(n, t): [] for n in names for t in TEMPERATURES}
+    token: dict[tuple[str, float], list[float]] = {key: [] for key in first}
+    with ExitStack() as stack:
+        urls = {name: stack.enter_context(serving(*chosen[name])) for name in names}
+        for name in names:  # warm-up
+            for temperature in TEMPERATURES:
+                one_stream(urls[name], 10**8, temperature)
+        for index in range(REQUESTS):
+            for name in rotated(names, index):
+                for temperature in rotated(list(TEMPERATURES), index):
+                    ttft, per_token = one_stream(urls[name], index, temperature)
+                    first[name, temperature].append(ttft)
+                    token[name, temperature].append(per_token)
+    print(
+        f"{MODEL}, {THREADS} threads, {REQUESTS} requests a server and temperature, one at a "
+        f"time; ratio = median over requests of ms a token / {ANCHOR}'s for the same request"
+    )
+    print(f"{'server':<20} {'T':>4} {'ms a token':>11} {'ratio':>6} {'TTFT p50 (ms)':>14}")
+    for name in names:
+        for temperature in TEMPERATURES:
+            times = token[name, temperature]
+            ratio = paired(times, token[ANCHOR, temperature])
+            print(
+                f"{name:<20} {temperature:>4} {statistics.median(times) * 1e3:>11.3f} "
+                f"{ratio:>5.3f}x {statistics.median(first[name, temperature]) * 1e3:>14.1f}"
+            )
+    if TWIN_NAME in names:  # above 1: the twin streams faster
+        for temperature in TEMPERATURES:
+            ratio = paired(token["keel serve", temperature], token[TWIN_NAME, temperature])
+            print(f"keel serve / its twin at T={temperature}: {ratio:.3f}x the time a token")
+
+
+if __name__ == "__main__":
+    main()
