@@ -7,11 +7,11 @@ sends the same streamed request (bench/server.py's prompt for that round, 64 new
 to every server in turn, greedy and at T=0.7, rotating the order of servers and of the
 two temperatures; nothing else runs meanwhile, and back-to-back requests see the machine
 in the same state. Its noise floor is still about ±5%: two identical keel servers
-(BENCH_TWIN=1) came out 1.05x and 0.99x apart, greedy and at T=0.7, over 48 requests
-(AMD Zen 5 VM, 2026-12-02).
+(BENCH_TWIN=1) came out 1.05x / 0.99x and then 1.01x / 0.99x apart, greedy / at T=0.7,
+over 48 requests a run (AMD Zen 5 VM, 2026-12-02).
 
-Per server and temperature: the time a token takes (first to last streamed chunk over the
-usage's completion tokens minus one), median over requests; its ratio to llama-server's
+Per server and temperature: the time a token takes (first to last streamed piece of text over
+the usage's completion tokens minus one), median over requests; its ratio to llama-server's
 for the same request, median over requests; and time to first token. T=0.7 apart from
 greedy shows what keel's sampler costs a stream (greedy streams are the same text on
 both servers; sampled ones are not, since llama-server's sampler is not keel's).
@@ -22,10 +22,8 @@ BENCH_MODEL=name, BENCH_THREADS=2)
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import time
 from contextlib import ExitStack
 
 from server import (
@@ -33,8 +31,9 @@ from server import (
     MODEL,
     THREADS,
     TWIN_NAME,
+    Tally,
     new_client,
-    request_body,
+    one_request,
     servers,
     serving,
 )
@@ -47,25 +46,14 @@ ANCHOR = "llama-server -np 8"
 
 
 def one_stream(url: str, index: int, temperature: float) -> tuple[float, float]:
-    """(seconds to the first chunk, seconds a token after it) for one streamed request."""
-    body = {**request_body(index), "temperature": temperature}
-    stamps: list[float] = []
-    tokens = 0
-    sent = time.perf_counter()
-    with new_client() as client, client.stream("POST", f"{url}/v1/completions", json=body) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"{url}: HTTP {r.status_code}")
-        for line in r.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            data = json.loads(line[6:])
-            if data.get("usage"):
-                tokens = data["usage"]["completion_tokens"]
-            if data.get("choices"):
-                stamps.append(time.perf_counter())
-    if tokens < 2 or not stamps:
-        raise RuntimeError(f"{url}: a stream of {tokens} tokens cannot time a token")
-    return stamps[0] - sent, (stamps[-1] - stamps[0]) / (tokens - 1)
+    """(seconds to the first token, seconds a token after it) for one streamed request,
+    timed as bench/server.py times its streams."""
+    tally = Tally()
+    with new_client() as client:
+        one_request(client, url, index, tally, extra={"temperature": temperature})
+    if tally.errors or tally.tokens < 2:
+        raise RuntimeError(f"{url}: request {index} failed or streamed under two tokens")
+    return tally.first_token[0], sum(tally.gaps) / (tally.tokens - 1)
 
 
 def rotated(items: list, by: int) -> list:
