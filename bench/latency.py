@@ -16,6 +16,11 @@ for the same request, median over requests; and time to first token. T=0.7 apart
 greedy shows what keel's sampler costs a stream (greedy streams are the same text on
 both servers; sampled ones are not, since llama-server's sampler is not keel's).
 
+Each request is also sent whole, not streamed, and both kinds are timed from sending to
+the end of the response, per completion token: what streaming adds is the difference,
+and the not-streamed ratio to llama-server is what the two engines' per-token paths take
+without any SSE (each server still runs its HTTP layer once a request).
+
 Usage: python bench/latency.py   (BENCH_REQUESTS=48, BENCH_TWIN=0|1|<checkout>,
 BENCH_MODEL=name, BENCH_THREADS=2)
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from contextlib import ExitStack
 
 from server import (
@@ -34,6 +40,7 @@ from server import (
     Tally,
     new_client,
     one_request,
+    request_body,
     servers,
     serving,
 )
@@ -45,15 +52,29 @@ TEMPERATURES = (0.0, 0.7)
 ANCHOR = "llama-server -np 8"
 
 
-def one_stream(url: str, index: int, temperature: float) -> tuple[float, float]:
-    """(seconds to the first token, seconds a token after it) for one streamed request,
-    timed as bench/server.py times its streams."""
+def one_stream(url: str, index: int, temperature: float) -> tuple[float, float, float]:
+    """(seconds to the first token, seconds a token after it, whole seconds a token) for
+    one streamed request, timed as bench/server.py times its streams."""
     tally = Tally()
+    start = time.perf_counter()
     with new_client() as client:
         one_request(client, url, index, tally, extra={"temperature": temperature})
+    whole = time.perf_counter() - start
     if tally.errors or tally.tokens < 2:
         raise RuntimeError(f"{url}: request {index} failed or streamed under two tokens")
-    return tally.first_token[0], sum(tally.gaps) / (tally.tokens - 1)
+    return tally.first_token[0], sum(tally.gaps) / (tally.tokens - 1), whole / tally.tokens
+
+
+def one_whole(url: str, index: int, temperature: float) -> float:
+    """Whole seconds a token of the same request, not streamed."""
+    body = {**request_body(index), "temperature": temperature, "stream": False}
+    body.pop("stream_options")
+    start = time.perf_counter()
+    with new_client() as client:
+        response = client.post(f"{url}/v1/completions", json=body)
+        response.raise_for_status()
+        tokens = response.json()["usage"]["completion_tokens"]
+    return (time.perf_counter() - start) / tokens
 
 
 def rotated(items: list, by: int) -> list:
@@ -72,17 +93,29 @@ def main() -> None:
     names = list(chosen)
     first: dict[tuple[str, float], list[float]] = {(n, t): [] for n in names for t in TEMPERATURES}
     token: dict[tuple[str, float], list[float]] = {key: [] for key in first}
+    streamed: dict[tuple[str, float], list[float]] = {key: [] for key in first}
+    unstreamed: dict[tuple[str, float], list[float]] = {key: [] for key in first}
     with ExitStack() as stack:
         urls = {name: stack.enter_context(serving(*chosen[name])) for name in names}
         for name in names:  # warm-up
             for temperature in TEMPERATURES:
                 one_stream(urls[name], 10**8, temperature)
+                one_whole(urls[name], 10**8, temperature)
         for index in range(REQUESTS):
             for name in rotated(names, index):
                 for temperature in rotated(list(TEMPERATURES), index):
-                    ttft, per_token = one_stream(urls[name], index, temperature)
-                    first[name, temperature].append(ttft)
-                    token[name, temperature].append(per_token)
+                    key = (name, temperature)
+                    # the first request of a round pays for the prompt (the others reuse
+                    # its KV): every temperature and kind goes first as often
+                    whole_first = index // 2 % 2
+                    if whole_first:
+                        unstreamed[key].append(one_whole(urls[name], index, temperature))
+                    ttft, per_token, whole = one_stream(urls[name], index, temperature)
+                    first[key].append(ttft)
+                    token[key].append(per_token)
+                    streamed[key].append(whole)
+                    if not whole_first:
+                        unstreamed[key].append(one_whole(urls[name], index, temperature))
     print(
         f"{MODEL}, {THREADS} threads, {REQUESTS} requests a server and temperature, one at a "
         f"time; ratio = median over requests of ms a token / {ANCHOR}'s for the same request"
@@ -95,6 +128,25 @@ def main() -> None:
             print(
                 f"{name:<20} {temperature:>4} {statistics.median(times) * 1e3:>11.3f} "
                 f"{ratio:>5.3f}x {statistics.median(first[name, temperature]) * 1e3:>14.1f}"
+            )
+    print(
+        "\nwhole requests, sending to the end of the response, ms a completion token; "
+        "ratio as above"
+    )
+    print(
+        f"{'server':<20} {'T':>4} {'streamed':>9} {'ratio':>6} {'not streamed':>13} "
+        f"{'ratio':>6} {'streaming adds':>15}"
+    )
+    for name in names:
+        for temperature in TEMPERATURES:
+            key, anchor = (name, temperature), (ANCHOR, temperature)
+            added = [a - b for a, b in zip(streamed[key], unstreamed[key], strict=True)]
+            print(
+                f"{name:<20} {temperature:>4} {statistics.median(streamed[key]) * 1e3:>9.3f} "
+                f"{paired(streamed[key], streamed[anchor]):>5.3f}x "
+                f"{statistics.median(unstreamed[key]) * 1e3:>13.3f} "
+                f"{paired(unstreamed[key], unstreamed[anchor]):>5.3f}x "
+                f"{statistics.median(added) * 1e3:>15.3f}"
             )
     if TWIN_NAME in names:  # above 1: the twin streams faster
         for temperature in TEMPERATURES:
