@@ -66,6 +66,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/server.py
 	$(PY) bench/latency.py
 	$(PY) bench/budget.py
+	$(PY) bench/cold.py
 	$(PY) bench/soak.py
 	$(PY) bench/batch.py
 	$(PY) bench/remote.py

@@ -1,0 +1,113 @@
+"""What a decode does to the Python that follows it: per-token operations timed right
+after a real llama_decode and again at once, warm.
+
+A decode streams the whole model (93 MB for SmolLM2) through the caches, larger than the
+L2 and the L3 here, so the worker's Python between two decodes starts on cold caches and
+a cold TLB: its objects, the interpreter's code and the page tables come back from
+memory. That is why bench/budget.py's stages cost several times what a warm
+micro-benchmark of the same call says, and why the per-token path's footprint (how much
+code and data it touches), not its instruction count, sets its price.
+
+One operation per decode step, in rotation, on keel's engine on its compute thread (the
+bare loop of bench/common.py, one row): the first call after the decode (cold), then the
+same call again (warm); median over steps. `call` is an empty function, the floor any
+first Python call pays.
+
+Usage: python bench/cold.py   (BENCH_STEPS=240, BENCH_MODEL=name)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from common import generation_environment
+from server import MODEL, request_body
+
+from keel.channel import Channel
+from keel.engine.compute import COMPUTE
+from keel.events import GenerationResponse
+from keel.loaded import load_location
+from keel.models import resolve_model
+from keel.sampling import gumbel_noise
+
+STEPS = int(os.environ.get("BENCH_STEPS", "240"))
+
+
+def operations(logits: Callable[[], np.ndarray]) -> dict[str, Callable[[], object]]:
+    """What the worker does for every token, each on its own."""
+    channel: Channel[GenerationResponse] = Channel()
+
+    def event() -> GenerationResponse:
+        return GenerationResponse(
+            text=" a",
+            token=1,
+            logprobs=None,
+            prompt_tokens=11,
+            prompt_tps=1.0,
+            generation_tokens=3,
+            generation_tps=2.0,
+            peak_memory=0.3,
+        )
+
+    return {
+        "call": lambda: None,
+        "argmax of the logits row": lambda: int(np.argmax(logits())),
+        "Philox noise (T > 0)": lambda: gumbel_noise(7, 3, logits().shape[0]),
+        "event (dataclass)": event,
+        "peak memory (getrusage)": lambda: resource.getrusage(resource.RUSAGE_SELF),
+        "hand to a channel": lambda: channel.put(event()),
+    }
+
+
+def timed(operation: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    operation()
+    return time.perf_counter() - start
+
+
+def measure() -> dict[str, tuple[float, float]]:
+    """(cold, warm) seconds per operation, medians over the steps that ran it."""
+
+    def rounds() -> dict[str, tuple[float, float]]:
+        engine = load_location(resolve_model(MODEL)).engine
+        engine.slots.reset()
+        tokens = engine.vocab.prompt_tokens(request_body(0)["prompt"], raw=True)
+        engine.slots.prefill(tokens, 0)
+        row = (int(np.argmax(engine.slots.prompt_logits(0))), len(tokens))
+        ops = operations(lambda: engine.logits(0))
+        names = list(ops)
+        cold: dict[str, list[float]] = {name: [] for name in names}
+        warm: dict[str, list[float]] = {name: [] for name in names}
+        for step in range(STEPS):
+            if row[1] + 1 >= engine.n_ctx:  # start again before the context is full
+                engine.slots.reset()
+                engine.slots.prefill(tokens, 0)
+                row = (row[0], len(tokens))
+            engine.step_batch([(*row, 0)])
+            name = names[step % len(names)]
+            cold[name].append(timed(ops[name]))
+            warm[name].append(timed(ops[name]))
+            row = (int(np.argmax(engine.logits(0))), row[1] + 1)
+        return {
+            name: (statistics.median(cold[name]), statistics.median(warm[name])) for name in names
+        }
+
+    return COMPUTE.run(rounds)
+
+
+def main() -> None:
+    generation_environment()
+    figures = measure()
+    print(f"{MODEL}, 2 threads, {STEPS} decode steps, one operation a step after the decode")
+    print(f"{'operation':<26} {'cold (µs)':>10} {'warm (µs)':>10} {'cold / warm':>12}")
+    for name, (cold, warm) in figures.items():
+        print(f"{name:<26} {cold * 1e6:>10.1f} {warm * 1e6:>10.1f} {cold / warm:>11.1f}x")
+
+
+if __name__ == "__main__":
+    main()
