@@ -206,7 +206,8 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
             f"p90 {percentile(gaps, 90) * 1e3:.2f} ms"
         )
     total = {stage: sum(values) for stage, values in samples.items()}
-    inside = ["sampler", "grammar", "detok", "event"]
+    after_sampler = ["grammar", "detok", "event"]  # advance's other timed stages
+    inside = ["sampler", *after_sampler]
     rows = [
         ("decode, generated tokens (wall)", sum(took for took, _ in steps), "model rounds"),
         ("decode, prompts (wall)", sum(prompts), "model rounds"),
@@ -214,7 +215,7 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
         ("  CPU: logits view", total.get("logits view", 0.0), ""),
         ("  CPU: sampler", total.get("sampler", 0.0), ""),
         ("    of which the noise for T > 0 rows", total.get("noise", 0.0), ""),
-        *((f"  CPU: {stage}", total.get(stage, 0.0), "") for stage in inside[1:]),
+        *((f"  CPU: {stage}", total.get(stage, 0.0), "") for stage in after_sampler),
         (
             "  CPU: rest of advance (stats)",
             total.get("advance", 0.0) - sum(total.get(stage, 0.0) for stage in inside),

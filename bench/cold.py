@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from common import generation_environment
+from common import generation_environment, prefilled_cold
 from server import MODEL, request_body
 
 from keel.channel import Channel
@@ -76,24 +76,20 @@ def measure() -> dict[str, tuple[float, float]]:
 
     def rounds() -> dict[str, tuple[float, float]]:
         engine = load_location(resolve_model(MODEL)).engine
-        engine.slots.reset()
-        tokens = engine.vocab.prompt_tokens(request_body(0)["prompt"], raw=True)
-        engine.slots.prefill(tokens, 0)
-        row = (int(np.argmax(engine.slots.prompt_logits(0))), len(tokens))
+        prompts = [request_body(0)["prompt"]]
+        row = prefilled_cold(engine, prompts)[0]
         ops = operations(lambda: engine.logits(0))
         names = list(ops)
         cold: dict[str, list[float]] = {name: [] for name in names}
         warm: dict[str, list[float]] = {name: [] for name in names}
         for step in range(STEPS):
             if row[1] + 1 >= engine.n_ctx:  # start again before the context is full
-                engine.slots.reset()
-                engine.slots.prefill(tokens, 0)
-                row = (row[0], len(tokens))
-            engine.step_batch([(*row, 0)])
+                row = prefilled_cold(engine, prompts)[0]
+            engine.step_batch([row])
             name = names[step % len(names)]
             cold[name].append(timed(ops[name]))
             warm[name].append(timed(ops[name]))
-            row = (int(np.argmax(engine.logits(0))), row[1] + 1)
+            row = (int(np.argmax(engine.logits(0))), row[1] + 1, 0)
         return {
             name: (statistics.median(cold[name]), statistics.median(warm[name])) for name in names
         }

@@ -22,7 +22,8 @@ from llama_cpp import Llama
 
 from keel.engine.batching import batch_groups
 from keel.engine.compute import COMPUTE
-from keel.engine.context import KV_TYPES, ContextSettings
+from keel.engine.context import KV_TYPES, ContextSettings, Entry
+from keel.engine.llama import LlamaEngine
 from keel.loaded import load_location
 from keel.models import resolve_model
 
@@ -61,6 +62,19 @@ def bare_loop(model: str, prompt: str, new_tokens: int) -> int:
     return new_tokens
 
 
+def prefilled_cold(engine: LlamaEngine, prompts: list[str]) -> dict[int, Entry]:
+    """Every slot emptied, then prompt i prefilled into slot i; slot -> the row that decodes
+    its first greedy token (argmax of the prompt's logits, at the position after it).
+    Call it on the compute thread."""
+    engine.slots.reset()  # a cold prefill, like the runs it bounds
+    rows = {}
+    for slot, prompt in enumerate(prompts):
+        tokens = engine.vocab.prompt_tokens(prompt, raw=True)
+        engine.slots.prefill(tokens, slot)
+        rows[slot] = (int(np.argmax(engine.slots.prompt_logits(slot))), len(tokens), slot)
+    return rows
+
+
 def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[float]:
     """The limit of concurrent generations: each prompt prefilled cold into its own slot,
     then `new_tokens` rounds that decode one greedy token (argmax) for every prompt, in
@@ -70,20 +84,14 @@ def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[fl
 
     def rounds() -> list[float]:
         engine = load_location(resolve_model(model)).engine
-        slots = list(range(len(prompts)))
-        engine.slots.reset()  # a cold prefill, like the runs it bounds
-        rows = {}
-        for slot in slots:
-            tokens = engine.vocab.prompt_tokens(prompts[slot], raw=True)
-            engine.slots.prefill(tokens, slot)
-            rows[slot] = (int(np.argmax(engine.slots.prompt_logits(slot))), len(tokens))
+        rows = prefilled_cold(engine, prompts)
         seconds = []
         for _ in range(new_tokens):
             start = time.perf_counter()
-            for group in batch_groups(slots, engine.batch_sizes):
-                engine.step_batch([(*rows[slot], slot) for slot in group])
+            for group in batch_groups(list(rows), engine.batch_sizes):
+                engine.step_batch([rows[slot] for slot in group])
                 for row, slot in enumerate(group):
-                    rows[slot] = (int(np.argmax(engine.logits(row))), rows[slot][1] + 1)
+                    rows[slot] = (int(np.argmax(engine.logits(row))), rows[slot][1] + 1, slot)
             seconds.append(time.perf_counter() - start)
         return seconds
 

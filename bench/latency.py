@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections import defaultdict
 from contextlib import ExitStack
 
 from server import (
@@ -91,10 +92,18 @@ def main() -> None:
     if ANCHOR not in chosen:
         raise SystemExit("bench/latency.py compares with llama-server: build it first")
     names = list(chosen)
-    first: dict[tuple[str, float], list[float]] = {(n, t): [] for n in names for t in TEMPERATURES}
-    token: dict[tuple[str, float], list[float]] = {key: [] for key in first}
-    streamed: dict[tuple[str, float], list[float]] = {key: [] for key in first}
-    unstreamed: dict[tuple[str, float], list[float]] = {key: [] for key in first}
+    # (what, server, temperature) -> one figure per request: "first" (time to first
+    # token), "token" (ms a streamed token), "streamed" and "whole" (whole request, a token)
+    times: defaultdict[tuple[str, str, float], list[float]] = defaultdict(list)
+
+    def stream(url: str, name: str, index: int, temperature: float) -> None:
+        ttft, per_token, whole = one_stream(url, index, temperature)
+        for what, value in (("first", ttft), ("token", per_token), ("streamed", whole)):
+            times[what, name, temperature].append(value)
+
+    def whole(url: str, name: str, index: int, temperature: float) -> None:
+        times["whole", name, temperature].append(one_whole(url, index, temperature))
+
     with ExitStack() as stack:
         urls = {name: stack.enter_context(serving(*chosen[name])) for name in names}
         for name in names:  # warm-up
@@ -102,20 +111,13 @@ def main() -> None:
                 one_stream(urls[name], 10**8, temperature)
                 one_whole(urls[name], 10**8, temperature)
         for index in range(REQUESTS):
+            # the first request of a round pays for the prompt (the others reuse its KV):
+            # every temperature and kind goes first as often
+            kinds = rotated([stream, whole], index // 2)
             for name in rotated(names, index):
                 for temperature in rotated(list(TEMPERATURES), index):
-                    key = (name, temperature)
-                    # the first request of a round pays for the prompt (the others reuse
-                    # its KV): every temperature and kind goes first as often
-                    whole_first = index // 2 % 2
-                    if whole_first:
-                        unstreamed[key].append(one_whole(urls[name], index, temperature))
-                    ttft, per_token, whole = one_stream(urls[name], index, temperature)
-                    first[key].append(ttft)
-                    token[key].append(per_token)
-                    streamed[key].append(whole)
-                    if not whole_first:
-                        unstreamed[key].append(one_whole(urls[name], index, temperature))
+                    for kind in kinds:
+                        kind(urls[name], name, index, temperature)
     print(
         f"{MODEL}, {THREADS} threads, {REQUESTS} requests a server and temperature, one at a "
         f"time; ratio = median over requests of ms a token / {ANCHOR}'s for the same request"
@@ -123,11 +125,12 @@ def main() -> None:
     print(f"{'server':<20} {'T':>4} {'ms a token':>11} {'ratio':>6} {'TTFT p50 (ms)':>14}")
     for name in names:
         for temperature in TEMPERATURES:
-            times = token[name, temperature]
-            ratio = paired(times, token[ANCHOR, temperature])
+            tokens = times["token", name, temperature]
+            ratio = paired(tokens, times["token", ANCHOR, temperature])
+            first = statistics.median(times["first", name, temperature])
             print(
-                f"{name:<20} {temperature:>4} {statistics.median(times) * 1e3:>11.3f} "
-                f"{ratio:>5.3f}x {statistics.median(first[name, temperature]) * 1e3:>14.1f}"
+                f"{name:<20} {temperature:>4} {statistics.median(tokens) * 1e3:>11.3f} "
+                f"{ratio:>5.3f}x {first * 1e3:>14.1f}"
             )
     print(
         "\nwhole requests, sending to the end of the response, ms a completion token; "
@@ -139,18 +142,23 @@ def main() -> None:
     )
     for name in names:
         for temperature in TEMPERATURES:
-            key, anchor = (name, temperature), (ANCHOR, temperature)
-            added = [a - b for a, b in zip(streamed[key], unstreamed[key], strict=True)]
+            streamed, unstreamed = (
+                times["streamed", name, temperature],
+                times["whole", name, temperature],
+            )
+            added = [a - b for a, b in zip(streamed, unstreamed, strict=True)]
             print(
-                f"{name:<20} {temperature:>4} {statistics.median(streamed[key]) * 1e3:>9.3f} "
-                f"{paired(streamed[key], streamed[anchor]):>5.3f}x "
-                f"{statistics.median(unstreamed[key]) * 1e3:>13.3f} "
-                f"{paired(unstreamed[key], unstreamed[anchor]):>5.3f}x "
+                f"{name:<20} {temperature:>4} {statistics.median(streamed) * 1e3:>9.3f} "
+                f"{paired(streamed, times['streamed', ANCHOR, temperature]):>5.3f}x "
+                f"{statistics.median(unstreamed) * 1e3:>13.3f} "
+                f"{paired(unstreamed, times['whole', ANCHOR, temperature]):>5.3f}x "
                 f"{statistics.median(added) * 1e3:>15.3f}"
             )
     if TWIN_NAME in names:  # above 1: the twin streams faster
         for temperature in TEMPERATURES:
-            ratio = paired(token["keel serve", temperature], token[TWIN_NAME, temperature])
+            ratio = paired(
+                times["token", "keel serve", temperature], times["token", TWIN_NAME, temperature]
+            )
             print(f"keel serve / its twin at T={temperature}: {ratio:.3f}x the time a token")
 
 
