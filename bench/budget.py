@@ -10,7 +10,10 @@ same step on the load's prompts in a plain loop on keel's engine, in a process o
 run just before the server starts.
 
 The thread that runs the model's rounds alternates llama_decode (wall time, split into
-generated-token steps and prompt chunks) with the time between two decodes (wall). Within
+generated-token steps and prompt chunks) with the time between two decodes (wall). Apart
+from the decodes: the wait just before each one starts, when the thread lets go of the
+GIL (llama_set_n_threads, a ctypes call) and the event loop, woken to send the step's
+tokens, takes it and sends them before the decode can start. Within
 that time, the CPU of each stage: the logits view, the sampler (and within it the Philox
 noise draw of T > 0 rows), the grammar (mask, closing checks, taking the token),
 detokenization (token piece, UTF-8 assembly, stop strings), building the event, the rest
@@ -72,7 +75,9 @@ LOADS: dict[str, dict[str, Any]] = {
 # -- inside the server process ----------------------------------------------------------
 
 _samples: dict[str, list[float]] = defaultdict(list)  # stage -> seconds per call
-_decodes: list[tuple[float, float, int, bool]] = []  # (start, end, rows, all_logits)
+GIL_WAIT = "GIL wait"
+# (start, end, rows, all_logits, seconds of it spent waiting for the GIL before the decode)
+_decodes: list[tuple[float, float, int, bool, float]] = []
 
 
 def _timed(owner: Any, name: str, stage: str, clock: Callable[[], float]) -> None:
@@ -93,16 +98,22 @@ def _timed(owner: Any, name: str, stage: str, clock: Callable[[], float]) -> Non
 def _instrument() -> None:
     from keel import detok, generation, sampling, scheduler
     from keel.engine import context, vocab
+    from keel.engine.library import llama
     from keel.structured import session
 
     decode = context.LlamaContext.decode
+    waits = _samples[GIL_WAIT]
 
     def timed_decode(self: Any, entries: list[Any], all_logits: bool) -> None:
+        before = len(waits)
         start = time.perf_counter()
         decode(self, entries, all_logits)
-        _decodes.append((start, time.perf_counter(), len(entries), all_logits))
+        waited = sum(waits[before:])
+        _decodes.append((start, time.perf_counter(), len(entries), all_logits, waited))
 
     context.LlamaContext.decode = timed_decode  # type: ignore[method-assign]
+    # wall, not CPU: the call sets two ints; what takes time is getting the GIL back
+    _timed(llama(), "llama_set_n_threads", GIL_WAIT, time.perf_counter)
     cpu = time.thread_time  # CPU, not wall: a wall clock would also count GIL waits
     _timed(context.LlamaContext, "logits", "logits view", cpu)
     _timed(generation, "sample", "sampler", cpu)
@@ -137,7 +148,8 @@ def _control() -> None:
     for line in sys.stdin:
         command, _, path = line.strip().partition(" ")
         if command == "reset":
-            _samples.clear()
+            for values in _samples.values():  # cleared in place: wrappers hold the lists
+                values.clear()
             _decodes.clear()
             started, loop_before = time.perf_counter(), _event_loop_cpu()
         elif command == "dump":
@@ -187,8 +199,8 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
     seconds, samples = tallies["seconds"], tallies["samples"]
     tokens = len(samples.get("advance", [])) or 1  # tokens sampled in the window
     decodes = sorted(tallies["decodes"])
-    steps = [(end - start, rows) for start, end, rows, all_logits in decodes if all_logits]
-    prompts = [end - start for start, end, _, all_logits in decodes if not all_logits]
+    steps = [(end - start - wait, rows) for start, end, rows, logits, wait in decodes if logits]
+    prompts = [end - start - wait for start, end, _, logits, wait in decodes if not logits]
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(decodes) if b[0] > a[1]]
     full = [took for took, rows in steps if rows == CLIENTS]
     print(
@@ -211,6 +223,7 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
     rows = [
         ("decode, generated tokens (wall)", sum(took for took, _ in steps), "model rounds"),
         ("decode, prompts (wall)", sum(prompts), "model rounds"),
+        ("before a decode: GIL held by the event loop", sum(d[4] for d in decodes), "model rounds"),
         ("between decodes (wall)", sum(gaps), "model rounds"),
         ("  CPU: logits view", total.get("logits view", 0.0), ""),
         ("  CPU: sampler", total.get("sampler", 0.0), ""),
