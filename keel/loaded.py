@@ -23,6 +23,7 @@ from .events import KEEL_VERSION, Fingerprint
 from .file_memo import FileStamp, file_stamp
 from .models import ModelLocation, model_sha256
 from .params import GenerationParams
+from .sampling import noise_signature
 from .scheduler import Worker
 
 
@@ -42,6 +43,7 @@ class ModelIdentity:
                 "engine": build_info(),
                 "context": self.context.numerics(),
                 "sampling": params.sampling_dict(),
+                "noise": noise_signature(),
             }
         )
 

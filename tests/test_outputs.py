@@ -8,6 +8,7 @@ import warnings
 import pytest
 
 import keel
+from keel.sampling import noise_signature
 
 
 def test_unicode_output_never_splits_a_character(model_name):
@@ -141,6 +142,7 @@ def test_events_carry_stats_and_fingerprint(model_name):
     assert len(details["model"]["sha256"]) == 64
     assert "AVX2 = 1" in details["engine"]["system_info"]
     assert details["sampling"]["max_new_tokens"] == 6
+    assert details["noise"] == noise_signature()
     assert last.fingerprint.digest.startswith("fp_")
 
 

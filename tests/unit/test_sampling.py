@@ -1,13 +1,18 @@
 """The sampler is a pure function; these checks run on plain arrays."""
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from keel.params import make_params
 from keel.sampling import (
     candidate_ids,
     gumbel_noise,
+    noise_signature,
     sample,
     token_logprob,
     top_ids,
@@ -41,6 +46,42 @@ def test_noise_depends_only_on_seed_and_step():
     assert not np.array_equal(a, gumbel_noise(8, 3, 100))
     # steps are independent streams, not shifted copies of one another
     assert not np.array_equal(gumbel_noise(7, 3, 100)[4:], gumbel_noise(7, 4, 100)[:-4])
+
+
+_SIGNATURE = """
+from numpy.lib.introspect import opt_func_info
+from keel.sampling import noise_signature
+print(opt_func_info(func_name="^log$", signature="float32")["log"]["ff"]["current"])
+print(noise_signature())
+"""
+
+
+def _signature_in_fresh_process(**env: str) -> tuple[str, str]:
+    """(numpy's float32 log kernel, keel's noise signature) in a new interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SIGNATURE],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    return out[0], out[1]
+
+
+def test_noise_signature_tells_numpys_log_kernels_apart():
+    """The fingerprint's noise signature is the same in a fresh process, and changes
+    when numpy computes the noise's logarithms with another kernel (its baseline one,
+    which gives other values than the AVX2 and AVX-512 ones)."""
+    kernel, signature = _signature_in_fresh_process()
+    assert signature == noise_signature()
+    assert signature.startswith(f"numpy {np.__version__}, log ")
+    if kernel.startswith("baseline"):
+        pytest.skip("numpy already runs its baseline kernel here")
+    # every level above numpy 2.4's x86 baseline (names the CPU lacks are ignored)
+    disabled = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
+    baseline, other = _signature_in_fresh_process(NPY_DISABLE_CPU_FEATURES=disabled)
+    assert baseline.startswith("baseline"), baseline
+    assert other != signature
 
 
 def test_no_global_random_state_is_touched():
