@@ -67,11 +67,11 @@ def noise_signature() -> str:
 
     Its logarithms are numpy's float32 SIMD kernels. numpy 2.4.6's AVX2 and AVX-512
     kernels agree on every uniform keel can draw (all 2^24 - 1 were compared), but its
-    baseline one (a CPU without AVX2, or NPY_DISABLE_CPU_FEATURES) differs on a fifth of
-    them, and a numpy release may change them: without this, T > 0 text could change
-    under an unchanged fingerprint, and a cached answer would no longer be what a miss
-    gives. numpy's version and a digest of the noise on every 4099th possible uniform make
-    any such change a different fingerprint instead.
+    baseline one (a CPU without AVX2, or NPY_DISABLE_CPU_FEATURES) differs on a fifth to
+    a third of them, and a numpy release may change them: without this, T > 0 text could
+    change under an unchanged fingerprint, and a cached answer would no longer be what a
+    miss gives. numpy's version and a digest of the noise on every 4099th possible uniform
+    make any such change a different fingerprint instead.
     """
     probe = np.arange(1, 1 << 24, 4099, dtype=np.float32) * np.float32(2**-24)
     digest = hashlib.sha256(_gumbel_in_place(probe).tobytes()).hexdigest()[:16]
