@@ -102,9 +102,9 @@ def _instrument() -> None:
     from keel.structured import session
 
     decode = context.LlamaContext.decode
-    waits = _samples[GIL_WAIT]
 
     def timed_decode(self: Any, entries: list[Any], all_logits: bool) -> None:
+        waits = _samples[GIL_WAIT]
         before = len(waits)
         start = time.perf_counter()
         decode(self, entries, all_logits)
@@ -148,8 +148,7 @@ def _control() -> None:
     for line in sys.stdin:
         command, _, path = line.strip().partition(" ")
         if command == "reset":
-            for values in _samples.values():  # cleared in place: wrappers hold the lists
-                values.clear()
+            _samples.clear()
             _decodes.clear()
             started, loop_before = time.perf_counter(), _event_loop_cpu()
         elif command == "dump":

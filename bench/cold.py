@@ -19,7 +19,6 @@ Usage: python bench/cold.py   (BENCH_STEPS=240, BENCH_MODEL=name)
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -31,36 +30,28 @@ from server import MODEL, request_body
 from keel.channel import Channel
 from keel.engine.compute import COMPUTE
 from keel.events import GenerationResponse
+from keel.generation import Generation, _peak_memory_gb
 from keel.loaded import load_location
 from keel.models import resolve_model
+from keel.params import make_params
+from keel.prompt import Prompt
 from keel.sampling import gumbel_noise
 
 STEPS = int(os.environ.get("BENCH_STEPS", "240"))
 
 
-def operations(logits: Callable[[], np.ndarray]) -> dict[str, Callable[[], object]]:
-    """What the worker does for every token, each on its own."""
+def operations(
+    logits: Callable[[], np.ndarray], generation: Generation
+) -> dict[str, Callable[[], object]]:
+    """What the worker does for every token, each on its own, through keel's own calls."""
     channel: Channel[GenerationResponse] = Channel()
-
-    def event() -> GenerationResponse:
-        return GenerationResponse(
-            text=" a",
-            token=1,
-            logprobs=None,
-            prompt_tokens=11,
-            prompt_tps=1.0,
-            generation_tokens=3,
-            generation_tps=2.0,
-            peak_memory=0.3,
-        )
-
-    handed = event()
+    handed = generation._event(" a", 1, None)
     return {
         "call": lambda: None,
         "argmax of the logits row": lambda: int(np.argmax(logits())),
         "Philox noise (T > 0)": lambda: gumbel_noise(7, 3, logits().shape[0]),
-        "event (dataclass)": event,
-        "peak memory (getrusage)": lambda: resource.getrusage(resource.RUSAGE_SELF),
+        "event (peak memory too)": lambda: generation._event(" a", 1, None),
+        "peak memory (getrusage)": _peak_memory_gb,
         "hand to a channel": lambda: channel.put(handed),
     }
 
@@ -75,10 +66,14 @@ def measure() -> dict[str, tuple[float, float]]:
     """(cold, warm) seconds per operation, medians over the steps that ran it."""
 
     def rounds() -> dict[str, tuple[float, float]]:
-        engine = load_location(resolve_model(MODEL)).engine
+        loaded = load_location(resolve_model(MODEL))
+        engine = loaded.engine
         prompts = [request_body(0)["prompt"]]
         row = prefilled_cold(engine, prompts)[0]
-        ops = operations(lambda: engine.logits(0))
+        params = make_params(prompts[0])
+        prompt = Prompt(engine.vocab.prompt_tokens(prompts[0], raw=True), truncated=False)
+        generation = Generation(engine, prompt, params, loaded.identity.fingerprint(params))
+        ops = operations(lambda: engine.logits(0), generation)
         names = list(ops)
         cold: dict[str, list[float]] = {name: [] for name in names}
         warm: dict[str, list[float]] = {name: [] for name in names}
