@@ -15,13 +15,13 @@ $(VENV)/.base: scripts/llama-wheel.sh scripts/llama-flags.sh
 	bash scripts/llama-wheel.sh $(PY)
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.base pyproject.toml requirements/run.txt
+$(VENV)/.installed: $(VENV)/.base pyproject.toml requirements/run.txt keel/_philox.c
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r requirements/run.txt
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
 	$(VENV)/bin/keel models install smollm2-135m >/dev/null
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.base pyproject.toml requirements/dev.txt
+$(VENV)/.installed-dev: $(VENV)/.base pyproject.toml requirements/dev.txt keel/_philox.c
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet -r requirements/dev.txt
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
 	$(VENV)/bin/keel models install smollm2-135m >/dev/null

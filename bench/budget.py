@@ -14,8 +14,8 @@ generated-token steps and prompt chunks) with the time between two decodes (wall
 from the decodes: the wait just before each one starts, when the thread lets go of the
 GIL (llama_set_n_threads, a ctypes call) and the event loop, woken to send the step's
 tokens, takes it and sends them before the decode can start. Within
-that time, the CPU of each stage: the logits view, the sampler (and within it the Philox
-noise draw of T > 0 rows), the grammar (mask, closing checks, taking the token),
+that time, the CPU of each stage: the logits view, the sampler (and within it the T > 0
+rows' noisy argmax), the grammar (mask, closing checks, taking the token),
 detokenization (token piece, UTF-8 assembly, stop strings), building the event, the rest
 of `advance` (stats) and handing the event to its stream; what the stages leave of the
 wall time is mostly waiting for the GIL while the event loop runs. On other threads, CPU
@@ -133,7 +133,7 @@ def _instrument() -> None:
     _timed(generation.Generation, "_event", "event", cpu)
     _timed(generation.Generation, "advance", "advance", cpu)
     _timed(scheduler.Job, "emit", "fan-out", cpu)
-    _timed(sampling, "gumbel_noise", "noise", cpu)  # inside the sampler's figure
+    _timed(sampling, "_noisy_argmax", "noise", cpu)  # inside the sampler's figure
 
 
 def _event_loop_cpu() -> float:
@@ -226,7 +226,7 @@ def report(name: str, tallies: dict[str, Any], bare: float) -> None:
         ("between decodes (wall)", sum(gaps), "model rounds"),
         ("  CPU: logits view", total.get("logits view", 0.0), ""),
         ("  CPU: sampler", total.get("sampler", 0.0), ""),
-        ("    of which the noise for T > 0 rows", total.get("noise", 0.0), ""),
+        ("    of which the T > 0 choice (noise)", total.get("noise", 0.0), ""),
         *((f"  CPU: {stage}", total.get(stage, 0.0), "") for stage in after_sampler),
         (
             "  CPU: rest of advance (stats)",

@@ -35,7 +35,7 @@ from keel.loaded import load_location
 from keel.models import resolve_model
 from keel.params import make_params
 from keel.prompt import Prompt
-from keel.sampling import gumbel_noise
+from keel.sampling import sample
 
 STEPS = int(os.environ.get("BENCH_STEPS", "240"))
 
@@ -45,11 +45,12 @@ def operations(
 ) -> dict[str, Callable[[], object]]:
     """What the worker does for every token, each on its own, through keel's own calls."""
     channel: Channel[GenerationResponse] = Channel()
+    warm = make_params("x", temperature=0.7, seed=7)
     handed = generation._event(" a", 1, None)
     return {
         "call": lambda: None,
         "argmax of the logits row": lambda: int(np.argmax(logits())),
-        "Philox noise (T > 0)": lambda: gumbel_noise(7, 3, logits().shape[0]),
+        "T > 0 choice (noise)": lambda: sample(logits(), 3, warm),
         "event (peak memory too)": lambda: generation._event(" a", 1, None),
         "peak memory (getrusage)": _peak_memory_gb,
         "hand to a channel": lambda: channel.put(handed),

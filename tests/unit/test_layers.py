@@ -19,7 +19,8 @@ LAYERS = [
     ["keel.structured"],
     ["keel.engine"],
     ["keel.models"],
-    ["keel.params", "keel.events", "keel.sampling", "keel.penalties", "keel.detok", "keel.errors",
+    ["keel.params", "keel.events", "keel.sampling", "keel._philox", "keel.penalties", "keel.detok",
+     "keel.errors",
      "keel.config", "keel.file_memo"],
 ]  # fmt: skip
 

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from keel.params import make_params
+from keel.params import GenerationParams, make_params
 from keel.sampling import (
+    NOISE_CEILING,
     candidate_ids,
     gumbel_noise,
     noise_signature,
@@ -39,13 +40,88 @@ def test_top_k_one_equals_greedy_at_any_temperature():
             assert sample(logits, step, make_params("x", temperature=1.5, top_k=1)) == greedy
 
 
+def _noise(seed: int, step: int, size: int) -> np.ndarray:
+    return gumbel_noise(seed, step, np.arange(size))
+
+
 def test_noise_depends_only_on_seed_and_step():
-    a = gumbel_noise(7, 3, 100)
-    assert np.array_equal(a, gumbel_noise(7, 3, 100))
-    assert not np.array_equal(a, gumbel_noise(7, 4, 100))
-    assert not np.array_equal(a, gumbel_noise(8, 3, 100))
+    a = _noise(7, 3, 100)
+    assert np.array_equal(a, _noise(7, 3, 100))
+    assert not np.array_equal(a, _noise(7, 4, 100))
+    assert not np.array_equal(a, _noise(8, 3, 100))
     # steps are independent streams, not shifted copies of one another
-    assert not np.array_equal(gumbel_noise(7, 3, 100)[4:], gumbel_noise(7, 4, 100)[:-4])
+    assert not np.array_equal(_noise(7, 3, 100)[4:], _noise(7, 4, 100)[:-4])
+
+
+def _stream_noise(seed: int, step: int, size: int) -> np.ndarray:
+    """What the noise is defined as: numpy's float32 Philox stream keyed by (seed, step),
+    through -log(-log(u)), over the whole vocabulary."""
+    bits = np.random.Philox(key=(seed << 64) | step)
+    uniform = np.random.Generator(bits).random(size, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        return -np.log(-np.log(uniform))
+
+
+@pytest.mark.parametrize(
+    ("seed", "step"), [(0, 0), (7, 3), (2**32 - 1, 1), (123_456_789, 4_095), (1, 2**40)]
+)
+def test_noise_at_chosen_ids_is_numpys_stream_there(seed: int, step: int):
+    """keel/_philox.c computes the stream only where asked; at every position of a 262k
+    vocabulary (Gemma's), in any order and with repeats, it gives what numpy's whole
+    stream gives there."""
+    size = 262_144
+    whole = _stream_noise(seed, step, size)
+    assert np.array_equal(_noise(seed, step, size), whole)
+    ids = np.random.default_rng(seed ^ step).integers(0, size, 5_000)
+    assert np.array_equal(gumbel_noise(seed, step, ids), whole[ids])
+
+
+def test_no_draw_reaches_the_noise_ceiling():
+    """The sampler leaves out ids whose logit + NOISE_CEILING cannot beat the best one's
+    score: true only if no uniform keel can draw (k / 2^24) has noise at the ceiling."""
+    every_uniform = np.arange(1 << 24, dtype=np.float32) * np.float32(2**-24)
+    with np.errstate(divide="ignore"):
+        noise = -np.log(-np.log(every_uniform))
+    assert noise.max() < NOISE_CEILING
+    assert noise.max() > NOISE_CEILING - 0.2  # and the ceiling leaves out all it can
+
+
+def _sample_with_all_noise(logits: np.ndarray, step: int, params: GenerationParams) -> int:
+    """The sampler's definition: argmax of scaled logits plus the whole vocabulary's noise
+    (over the allowed ids, first index on ties)."""
+    ids = candidate_ids(logits, params)
+    noise = _stream_noise(params.seed, step, logits.shape[0])
+    if ids is None:
+        return int(np.argmax(logits / np.float32(params.temperature) + noise))
+    scores = logits[ids] / np.float32(params.temperature) + noise[ids]
+    return int(ids[np.argmax(scores)])
+
+
+def test_sampling_only_the_ids_that_can_win_picks_what_all_the_noise_picks():
+    """Leaving out the ids that cannot win changes no choice: over peaked and flat
+    logits, ties, -inf masks, NaN, everything masked, and the top_k / top_p / min_p paths."""
+    rng = np.random.default_rng(5)
+    for case in range(400):
+        logits = rng.normal(0, rng.uniform(0.1, 8), 2_000).astype(np.float32)
+        if case % 3 == 0:
+            logits[rng.integers(0, 2_000, 1_500)] = -np.inf
+        if case % 7 == 0:
+            logits = np.round(logits)
+        if case % 11 == 0:
+            logits[rng.integers(0, 2_000, 3)] = np.nan
+        if case % 29 == 0:
+            logits[:] = -np.inf
+        filters = [{}, {"top_k": 40}, {"top_p": 0.9}, {"min_p": 0.05}][case % 4]
+        if case % 11 == 0 or case % 29 == 0:
+            filters = {}  # the filters refuse NaN and all-masked logits on their own
+        params = make_params(
+            "x",
+            temperature=float(rng.choice([0.05, 0.7, 1.0, 3.0, 50.0])),
+            seed=int(rng.integers(0, 2**32)),
+            **filters,
+        )
+        step = int(rng.integers(0, 10_000))
+        assert sample(logits, step, params) == _sample_with_all_noise(logits, step, params)
 
 
 _SIGNATURE = """

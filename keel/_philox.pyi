@@ -1,0 +1,3 @@
+import numpy as np
+
+def uniforms_at(key_low: int, key_high: int, positions: np.ndarray, out: np.ndarray) -> None: ...
