@@ -128,27 +128,50 @@ def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
         return int(np.argmax(logits))
     ids = candidate_ids(logits, params)
     allowed = logits if ids is None else logits[ids]
-    chosen = _noisy_argmax(allowed / np.float32(params.temperature), params.seed, step, ids)
+    chosen = _noisy_argmax(allowed, params.temperature, params.seed, step, ids)
     return int(chosen if ids is None else ids[chosen])
 
 
-def _noisy_argmax(scaled: np.ndarray, seed: int, step: int, ids: np.ndarray | None) -> int:
-    """argmax(scaled + noise) (first index on ties) over the noise of the ids at `ids`
-    (None: scaled covers the whole vocabulary), drawing noise only where it can matter.
+def _noisy_argmax(
+    allowed: np.ndarray, temperature: float, seed: int, step: int, ids: np.ndarray | None
+) -> int:
+    """argmax(allowed / T + noise) (first index on ties), with the noise of the ids at
+    `ids` (None: `allowed` is the whole vocabulary), drawing noise only where it can matter.
 
-    No draw exceeds NOISE_CEILING, so an entry whose scaled + NOISE_CEILING is below the
-    score of the top scaled entry cannot win, and its noise is never computed. float32
-    rounding is monotonic, which keeps that exact: the choice is the one the noise of the
-    whole vocabulary gives (tests/unit/test_sampling.py). Of a 49k vocabulary a few hundred
-    ids are left at T = 0.7, and sampling costs a fraction of drawing all the noise.
-    NaN entries are never left out, so a NaN wins as it would over the whole array."""
-    best = np.argmax(scaled)
-    at = np.array([best]) if ids is None else ids[best : best + 1]
-    floor = scaled[best] + gumbel_noise(seed, step, at)[0]
-    contenders = np.flatnonzero(~(scaled + NOISE_CEILING < floor))
+    No draw exceeds NOISE_CEILING, so an entry whose scaled logit plus the ceiling is below
+    a score some entry has cannot win, and its noise is never computed: of a 49k vocabulary
+    a few hundred ids are left at T = 0.7. That test runs on the raw logits against a
+    bound on the top entry's score, with margins far above float32's rounding, so the
+    vocabulary is read once and nothing is divided or drawn but for the contenders; the
+    choice is the one the noise of every id gives (tests/unit/test_sampling.py). A NaN
+    (np.argmax finds it first) or an infinite top leaves every entry in, so such rows are
+    chosen as over the whole array."""
+    scale = np.float32(temperature)
+    best = int(np.argmax(allowed))
+    reach = float(allowed[best] / scale) + _noise_below(
+        seed, step, best if ids is None else ids[best]
+    )
+    reach -= float(NOISE_CEILING) + 1e-5 * max(1.0, abs(reach))  # float32 rounding, above
+    cut = reach * temperature  # the least logit that could still win
+    if math.isfinite(cut):
+        with np.errstate(over="ignore"):  # a cut below float32's range keeps every entry
+            contenders = np.flatnonzero(allowed >= cut)
+    else:
+        contenders = np.arange(allowed.shape[0])
     positions = contenders if ids is None else ids[contenders]
-    scores = scaled[contenders] + gumbel_noise(seed, step, positions)
+    scores = allowed[contenders] / scale + gumbel_noise(seed, step, positions)
     return int(contenders[np.argmax(scores)])
+
+
+def _noise_below(seed: int, step: int, position: int) -> float:
+    """At most the noise at `position`: -log(-log(u)) in float64, less a margin for what
+    numpy's float32 logarithms may give instead (they differ by about 1e-6 at most). Only
+    a bound is needed here, and numpy's ufuncs would cost ten times as much on the caches
+    a decode has just emptied (bench/cold.py)."""
+    uniform = np.empty(1, dtype=np.float32)
+    uniforms_at(step, seed, np.array([position], dtype=np.int64), uniform)
+    u = float(uniform[0])
+    return -math.inf if u == 0.0 else -math.log(-math.log(u)) - 1e-3
 
 
 @dataclass(frozen=True)

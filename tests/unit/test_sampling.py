@@ -78,12 +78,17 @@ def test_noise_at_chosen_ids_is_numpys_stream_there(seed: int, step: int):
 
 def test_no_draw_reaches_the_noise_ceiling():
     """The sampler leaves out ids whose logit + NOISE_CEILING cannot beat the best one's
-    score: true only if no uniform keel can draw (k / 2^24) has noise at the ceiling."""
+    score: true only if no uniform keel can draw (k / 2^24) has noise at the ceiling, and
+    if its float64 bound on the best one's noise is below what numpy's float32 gives."""
     every_uniform = np.arange(1 << 24, dtype=np.float32) * np.float32(2**-24)
     with np.errstate(divide="ignore"):
         noise = -np.log(-np.log(every_uniform))
     assert noise.max() < NOISE_CEILING
     assert noise.max() > NOISE_CEILING - 0.2  # and the ceiling leaves out all it can
+    # the sampler bounds the top id's score with float64 logarithms less 1e-3: numpy's
+    # float32 ones must not fall below that
+    exact = -np.log(-np.log(every_uniform[1:].astype(np.float64)))
+    assert np.abs(noise[1:] - exact).max() < 1e-4
 
 
 def _sample_with_all_noise(logits: np.ndarray, step: int, params: GenerationParams) -> int:
@@ -99,10 +104,12 @@ def _sample_with_all_noise(logits: np.ndarray, step: int, params: GenerationPara
 
 def test_sampling_only_the_ids_that_can_win_picks_what_all_the_noise_picks():
     """Leaving out the ids that cannot win changes no choice: over peaked and flat
-    logits, ties, -inf masks, NaN, everything masked, and the top_k / top_p / min_p paths."""
+    logits, magnitudes from 1e-30 to 1e33, ties, -inf masks, NaN, everything
+    masked, the least and greatest temperatures, and the top_k / top_p / min_p paths."""
     rng = np.random.default_rng(5)
     for case in range(400):
-        logits = rng.normal(0, rng.uniform(0.1, 8), 2_000).astype(np.float32)
+        spread = rng.choice([rng.uniform(0.1, 8), 1e-30, 1e33])
+        logits = rng.normal(0, spread, 2_000).astype(np.float32)
         if case % 3 == 0:
             logits[rng.integers(0, 2_000, 1_500)] = -np.inf
         if case % 7 == 0:
@@ -116,7 +123,7 @@ def test_sampling_only_the_ids_that_can_win_picks_what_all_the_noise_picks():
             filters = {}  # the filters refuse NaN and all-masked logits on their own
         params = make_params(
             "x",
-            temperature=float(rng.choice([0.05, 0.7, 1.0, 3.0, 50.0])),
+            temperature=float(rng.choice([1e-4, 0.05, 0.7, 1.0, 3.0, 100.0])),
             seed=int(rng.integers(0, 2**32)),
             **filters,
         )
