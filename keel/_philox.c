@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The high 64 bits of a * b, in 32-bit pieces: one code path on every compiler. */
 static uint64_t high_product(uint64_t a, uint64_t b, uint64_t *low) {
@@ -48,17 +49,52 @@ static void philox_block(uint64_t counter, uint64_t key0, uint64_t key1, uint64_
     out[3] = c3;
 }
 
+/* A contiguous buffer of 8-byte signed integers ("q" or "l") or, writable, of 4-byte
+ * floats ("f"); 0 with a ValueError or TypeError set otherwise. */
+static int take_buffer(PyObject *obj, Py_buffer *view, int writable) {
+    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0) {
+        return 0;
+    }
+    const char *format = view->format ? view->format : "B";
+    char kind = format[strlen(format) - 1];
+    int fits = writable ? (kind == 'f' && view->itemsize == 4)
+                        : ((kind == 'q' || kind == 'l') && view->itemsize == 8);
+    if (!fits) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError,
+                        "uniforms_at needs int64 positions and a float32 output as long");
+    }
+    return fits;
+}
+
 /* uniforms_at(key_low, key_high, positions, out): positions is int64, out float32 of the
  * same length. Consecutive positions in one block share its computation. */
 static PyObject *uniforms_at(PyObject *self, PyObject *args) {
-    unsigned long long key_low, key_high;
-    Py_buffer positions, out;
-    if (!PyArg_ParseTuple(args, "KKy*w*", &key_low, &key_high, &positions, &out)) {
+    (void)self;
+    PyObject *low, *high, *positions_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &low, &high, &positions_obj, &out_obj)) {
         return NULL;
     }
-    Py_ssize_t count = positions.len / (Py_ssize_t)sizeof(int64_t);
-    if (positions.len % (Py_ssize_t)sizeof(int64_t) != 0 ||
-        out.len != count * (Py_ssize_t)sizeof(float)) {
+    /* these refuse negative or wider keys (OverflowError), where "K" would wrap them */
+    unsigned long long key_low = PyLong_AsUnsignedLongLong(low);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long key_high = PyLong_AsUnsignedLongLong(high);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer positions, out;
+    if (!take_buffer(positions_obj, &positions, 0)) {
+        return NULL;
+    }
+    if (!take_buffer(out_obj, &out, 1)) {
+        PyBuffer_Release(&positions);
+        return NULL;
+    }
+    Py_ssize_t count = positions.len / 8;
+    if (out.len != count * 4) {
         PyBuffer_Release(&positions);
         PyBuffer_Release(&out);
         PyErr_SetString(PyExc_ValueError,
@@ -69,6 +105,12 @@ static PyObject *uniforms_at(PyObject *self, PyObject *args) {
     float *uniform = out.buf;
     uint64_t block[4], computed = 0; /* block 0 is never used: none computed yet */
     for (Py_ssize_t i = 0; i < count; i++) {
+        if (position[i] < 0) {
+            PyBuffer_Release(&positions);
+            PyBuffer_Release(&out);
+            PyErr_SetString(PyExc_ValueError, "uniforms_at: a position is negative");
+            return NULL;
+        }
         uint64_t at = (uint64_t)position[i], counter = at / 8 + 1;
         if (counter != computed) {
             philox_block(counter, key_low, key_high, block);
@@ -90,6 +132,7 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "keel._philox", NULL, 0, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "keel._philox", .m_size = 0, .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__philox(void) { return PyModule_Create(&module); }

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from keel._philox import uniforms_at
 from keel.params import GenerationParams, make_params
 from keel.sampling import (
     NOISE_CEILING,
@@ -74,6 +75,33 @@ def test_noise_at_chosen_ids_is_numpys_stream_there(seed: int, step: int):
     assert np.array_equal(_noise(seed, step, size), whole)
     ids = np.random.default_rng(seed ^ step).integers(0, size, 5_000)
     assert np.array_equal(gumbel_noise(seed, step, ids), whole[ids])
+
+
+def test_philox_refuses_buffers_it_cannot_fill():
+    """Wrong dtypes or lengths, and a read-only output, are typed errors, not a write past
+    the end or a silent partial result."""
+    positions, out = np.arange(4, dtype=np.int64), np.empty(4, dtype=np.float32)
+    uniforms_at(0, 0, positions, out)
+    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
+        uniforms_at(0, 0, positions, np.empty(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
+        uniforms_at(0, 0, positions, np.empty(4, dtype=np.float64))
+    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
+        uniforms_at(0, 0, np.arange(8, dtype=np.int32), out)  # the same bytes, not int64
+    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
+        uniforms_at(0, 0, positions, np.empty(4, dtype=np.int32))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        uniforms_at(0, 0, positions, np.empty(8, dtype=np.float32)[::2])
+    with pytest.raises(ValueError, match="negative"):
+        uniforms_at(0, 0, np.array([0, 1, -2, 3]), out)
+    with pytest.raises(TypeError, match="bytes-like"):
+        uniforms_at(0, 0, [0, 1, 2, 3], out)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        uniforms_at(0, 0, positions, out)
+    for key in [(-1, 0), (0, 2**64)]:  # refused, not wrapped around
+        with pytest.raises(OverflowError):
+            uniforms_at(*key, positions, np.empty(4, dtype=np.float32))
 
 
 def test_no_draw_reaches_the_noise_ceiling():
