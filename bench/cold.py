@@ -45,12 +45,12 @@ def operations(
 ) -> dict[str, Callable[[], object]]:
     """What the worker does for every token, each on its own, through keel's own calls."""
     channel: Channel[GenerationResponse] = Channel()
-    warm = make_params("x", temperature=0.7, seed=7)
+    seeded = make_params("x", temperature=0.7, seed=7)
     handed = generation._event(" a", 1, None)
     return {
         "call": lambda: None,
         "argmax of the logits row": lambda: int(np.argmax(logits())),
-        "T > 0 choice (noise)": lambda: sample(logits(), 3, warm),
+        "T > 0 choice (noise)": lambda: sample(logits(), 3, seeded),
         "event (peak memory too)": lambda: generation._event(" a", 1, None),
         "peak memory (getrusage)": _peak_memory_gb,
         "hand to a channel": lambda: channel.put(handed),

@@ -30,7 +30,8 @@ bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 BENCH_TWIN=1 adds a second, identical keel serve and prints the paired ratio between the
 two: what the machine's drift alone does to a ratio (the noise floor of every other one).
 BENCH_TWIN=<path of another keel checkout> runs the twin from that checkout's code
-(e.g. `git worktree add /tmp/base HEAD`): the same ratio then measures a change.
+(e.g. `git worktree add /tmp/base HEAD`; its C extension is built there first): the same
+ratio then measures a change.
 
 Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
 BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2, BENCH_TWIN=0)
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -354,6 +356,19 @@ def keel_serve() -> tuple[list[str], dict]:
     )
 
 
+def build_extension_in_place(checkout: Path) -> None:
+    """Build the checkout's C extension (keel/_philox.c) and put it beside its source, as
+    an editable install would: the twin imports keel from the checkout's tree. uv builds
+    the wheel in an isolated environment, as the project's own installs do."""
+    uv = Path(sys.executable).with_name("uv")
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([uv, "build", "--quiet", "--wheel", "--out-dir", out, checkout], check=True)
+        with zipfile.ZipFile(next(Path(out).glob("*.whl"))) as wheel:
+            for name in wheel.namelist():
+                if name.startswith("keel/_philox") and name.endswith((".so", ".pyd")):
+                    wheel.extract(name, checkout)
+
+
 def twin_serve(checkout: Path, command: list[str], env: dict) -> tuple[list[str], dict]:
     """keel serve from another checkout's code: its keel is imported ahead of the installed
     one. PYTHONSAFEPATH keeps `python -m` from putting the working directory first on the
@@ -361,6 +376,8 @@ def twin_serve(checkout: Path, command: list[str], env: dict) -> tuple[list[str]
     a while every twin here ran this checkout's code. Checked before any server starts."""
     if not (checkout / "keel" / "__init__.py").is_file():
         raise SystemExit(f"BENCH_TWIN={TWIN!r}: give 0, 1 or the path of a keel checkout")
+    if (checkout / "keel" / "_philox.c").is_file():
+        build_extension_in_place(checkout)
     env = {**env, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
     found = subprocess.run(
         [sys.executable, "-c", "import keel; print(keel.__file__)"],
