@@ -356,16 +356,16 @@ def keel_serve() -> tuple[list[str], dict]:
     )
 
 
-def build_extension_in_place(checkout: Path) -> None:
-    """Build the checkout's C extension (keel/_philox.c) and put it beside its source, as
-    an editable install would: the twin imports keel from the checkout's tree. uv builds
-    the wheel in an isolated environment, as the project's own installs do."""
+def build_extensions_in_place(checkout: Path) -> None:
+    """Build the checkout's C extensions and put them beside their sources, as an editable
+    install would: the twin imports keel from the checkout's tree. uv builds the wheel in
+    an isolated environment, as the project's own installs do."""
     uv = Path(sys.executable).with_name("uv")
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([uv, "build", "--quiet", "--wheel", "--out-dir", out, checkout], check=True)
         with zipfile.ZipFile(next(Path(out).glob("*.whl"))) as wheel:
             for name in wheel.namelist():
-                if name.startswith("keel/_philox") and name.endswith((".so", ".pyd")):
+                if name.endswith((".so", ".pyd")):
                     wheel.extract(name, checkout)
 
 
@@ -376,8 +376,8 @@ def twin_serve(checkout: Path, command: list[str], env: dict) -> tuple[list[str]
     a while every twin here ran this checkout's code. Checked before any server starts."""
     if not (checkout / "keel" / "__init__.py").is_file():
         raise SystemExit(f"BENCH_TWIN={TWIN!r}: give 0, 1 or the path of a keel checkout")
-    if (checkout / "keel" / "_philox.c").is_file():
-        build_extension_in_place(checkout)
+    if any((checkout / "keel").rglob("*.c")):
+        build_extensions_in_place(checkout)
     env = {**env, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
     found = subprocess.run(
         [sys.executable, "-c", "import keel; print(keel.__file__)"],

@@ -49,6 +49,9 @@ static void philox_block(uint64_t counter, uint64_t key0, uint64_t key1, uint64_
     out[3] = c3;
 }
 
+static const char WRONG_BUFFERS[] =
+    "uniforms_at needs int64 positions and a float32 output as long";
+
 /* A contiguous buffer of 8-byte signed integers ("q" or "l") or, writable, of 4-byte
  * floats ("f"); 0 with a ValueError or TypeError set otherwise. */
 static int take_buffer(PyObject *obj, Py_buffer *view, int writable) {
@@ -62,14 +65,35 @@ static int take_buffer(PyObject *obj, Py_buffer *view, int writable) {
                         : ((kind == 'q' || kind == 'l') && view->itemsize == 8);
     if (!fits) {
         PyBuffer_Release(view);
-        PyErr_SetString(PyExc_ValueError,
-                        "uniforms_at needs int64 positions and a float32 output as long");
+        PyErr_SetString(PyExc_ValueError, WRONG_BUFFERS);
     }
     return fits;
 }
 
+/* Fills `uniform` with the draws at `position`; 0 with a ValueError set at a negative
+ * position. Consecutive positions in one block share its computation. */
+static int fill(uint64_t key_low, uint64_t key_high, const int64_t *position, float *uniform,
+                Py_ssize_t count) {
+    uint64_t block[4], computed = 0; /* block 0 is never used: none computed yet */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (position[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "uniforms_at: a position is negative");
+            return 0;
+        }
+        uint64_t at = (uint64_t)position[i], counter = at / 8 + 1;
+        if (counter != computed) {
+            philox_block(counter, key_low, key_high, block);
+            computed = counter;
+        }
+        uint64_t word = block[(at / 2) % 4];
+        uint32_t draw = (at % 2) ? (uint32_t)(word >> 32) : (uint32_t)word;
+        uniform[i] = (float)(draw >> 8) * (1.0f / 16777216.0f);
+    }
+    return 1;
+}
+
 /* uniforms_at(key_low, key_high, positions, out): positions is int64, out float32 of the
- * same length. Consecutive positions in one block share its computation. */
+ * same length. */
 static PyObject *uniforms_at(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *low, *high, *positions_obj, *out_obj;
@@ -78,10 +102,7 @@ static PyObject *uniforms_at(PyObject *self, PyObject *args) {
     }
     /* these refuse negative or wider keys (OverflowError), where "K" would wrap them */
     unsigned long long key_low = PyLong_AsUnsignedLongLong(low);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    unsigned long long key_high = PyLong_AsUnsignedLongLong(high);
+    unsigned long long key_high = PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(high);
     if (PyErr_Occurred()) {
         return NULL;
     }
@@ -94,34 +115,17 @@ static PyObject *uniforms_at(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t count = positions.len / 8;
-    if (out.len != count * 4) {
-        PyBuffer_Release(&positions);
-        PyBuffer_Release(&out);
-        PyErr_SetString(PyExc_ValueError,
-                        "uniforms_at needs int64 positions and a float32 output as long");
-        return NULL;
-    }
-    const int64_t *position = positions.buf;
-    float *uniform = out.buf;
-    uint64_t block[4], computed = 0; /* block 0 is never used: none computed yet */
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (position[i] < 0) {
-            PyBuffer_Release(&positions);
-            PyBuffer_Release(&out);
-            PyErr_SetString(PyExc_ValueError, "uniforms_at: a position is negative");
-            return NULL;
-        }
-        uint64_t at = (uint64_t)position[i], counter = at / 8 + 1;
-        if (counter != computed) {
-            philox_block(counter, key_low, key_high, block);
-            computed = counter;
-        }
-        uint64_t word = block[(at / 2) % 4];
-        uint32_t draw = (at % 2) ? (uint32_t)(word >> 32) : (uint32_t)word;
-        uniform[i] = (float)(draw >> 8) * (1.0f / 16777216.0f);
+    int filled = out.len == count * 4;
+    if (!filled) {
+        PyErr_SetString(PyExc_ValueError, WRONG_BUFFERS);
+    } else {
+        filled = fill(key_low, key_high, positions.buf, out.buf, count);
     }
     PyBuffer_Release(&positions);
     PyBuffer_Release(&out);
+    if (!filled) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

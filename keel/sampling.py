@@ -22,7 +22,7 @@ from .params import GenerationParams
 
 # Above every Gumbel draw: the largest, from the largest float32 uniform (1 - 2^-24), is
 # 16.6355; the rest is room for the logarithms' rounding (tests check all 2^24 uniforms).
-NOISE_CEILING = np.float32(16.75)
+NOISE_CEILING = 16.75
 
 # Top-p first looks at this many best tokens; only if their mass is short of top_p does it
 # sort the whole vocabulary. Both paths keep the same set, the first is just faster.
@@ -53,11 +53,16 @@ def gumbel_noise(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
     computed only where asked (keel/_philox.c), since only the ids that could still win are
     looked at; float32 halves the cost of the logarithms and is just as reproducible.
     """
+    return _gumbel_in_place(_uniforms(seed, step, ids))
+
+
+def _uniforms(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
+    """The stream's float32 uniforms at `ids`."""
     uniform = np.empty(ids.shape[0], dtype=np.float32)
     # (seed, step) is the 128-bit key, so every step has its own independent stream;
     # keying by counter instead would make step n+1 a shifted copy of step n.
     uniforms_at(step, seed, np.ascontiguousarray(ids, dtype=np.int64), uniform)
-    return _gumbel_in_place(uniform)
+    return uniform
 
 
 def _gumbel_in_place(uniform: np.ndarray) -> np.ndarray:
@@ -126,41 +131,39 @@ def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
     point (paired server runs could not tell the two apart; README, 2026-12-02)."""
     if params.temperature == 0.0:
         return int(np.argmax(logits))
-    ids = candidate_ids(logits, params)
-    allowed = logits if ids is None else logits[ids]
-    chosen = _noisy_argmax(allowed, params.temperature, params.seed, step, ids)
-    return int(chosen if ids is None else ids[chosen])
+    return _noisy_argmax(logits, candidate_ids(logits, params), params, step)
 
 
 def _noisy_argmax(
-    allowed: np.ndarray, temperature: float, seed: int, step: int, ids: np.ndarray | None
+    logits: np.ndarray, ids: np.ndarray | None, params: GenerationParams, step: int
 ) -> int:
-    """argmax(allowed / T + noise) (first index on ties), with the noise of the ids at
-    `ids` (None: `allowed` is the whole vocabulary), drawing noise only where it can matter.
+    """The id among `ids` (None: all) with the largest logit / T + noise, the lowest on
+    ties, drawing noise only where it can matter.
 
-    No draw exceeds NOISE_CEILING, so an entry whose scaled logit plus the ceiling is below
-    a score some entry has cannot win, and its noise is never computed: of a 49k vocabulary
-    a few hundred ids are left at T = 0.7. That test runs on the raw logits against a
-    bound on the top entry's score, with margins far above float32's rounding, so the
-    vocabulary is read once and nothing is divided or drawn but for the contenders; the
-    choice is the one the noise of every id gives (tests/unit/test_sampling.py). A NaN
-    (np.argmax finds it first) or an infinite top leaves every entry in, so such rows are
-    chosen as over the whole array."""
+    No draw exceeds NOISE_CEILING, so an id whose scaled logit plus the ceiling is below a
+    score some id has cannot win, and its noise is never computed: of a 49k vocabulary a
+    few hundred ids are left at T = 0.7. That test runs on the raw logits against a bound
+    on the top id's score, with margins far above float32's rounding, so the vocabulary is
+    read once and nothing is divided or drawn but for the contenders; the choice is the
+    one the noise of every id gives (tests/unit/test_sampling.py). A NaN (np.argmax finds
+    it first) or an infinite top leaves every id in, so such rows are chosen as over the
+    whole array."""
+    allowed = logits if ids is None else logits[ids]
+    seed, temperature = params.seed, params.temperature
     scale = np.float32(temperature)
     best = int(np.argmax(allowed))
-    reach = float(allowed[best] / scale) + _noise_below(
-        seed, step, best if ids is None else ids[best]
-    )
-    reach -= float(NOISE_CEILING) + 1e-5 * max(1.0, abs(reach))  # float32 rounding, above
+    top = best if ids is None else int(ids[best])
+    reach = float(allowed[best] / scale) + _noise_below(seed, step, top)
+    reach -= NOISE_CEILING + 1e-5 * max(1.0, abs(reach))  # float32 rounding, above
     cut = reach * temperature  # the least logit that could still win
     if math.isfinite(cut):
-        with np.errstate(over="ignore"):  # a cut below float32's range keeps every entry
+        with np.errstate(over="ignore"):  # a cut below float32's range keeps every id
             contenders = np.flatnonzero(allowed >= cut)
     else:
         contenders = np.arange(allowed.shape[0])
     positions = contenders if ids is None else ids[contenders]
     scores = allowed[contenders] / scale + gumbel_noise(seed, step, positions)
-    return int(contenders[np.argmax(scores)])
+    return int(positions[np.argmax(scores)])
 
 
 def _noise_below(seed: int, step: int, position: int) -> float:
@@ -168,9 +171,7 @@ def _noise_below(seed: int, step: int, position: int) -> float:
     numpy's float32 logarithms may give instead (they differ by about 1e-6 at most). Only
     a bound is needed here, and numpy's ufuncs would cost ten times as much on the caches
     a decode has just emptied (bench/cold.py)."""
-    uniform = np.empty(1, dtype=np.float32)
-    uniforms_at(step, seed, np.array([position], dtype=np.int64), uniform)
-    u = float(uniform[0])
+    u = float(_uniforms(seed, step, np.array([position]))[0])
     return -math.inf if u == 0.0 else -math.log(-math.log(u)) - 1e-3
 
 
