@@ -63,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/cache.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/gaps.py
+	$(PY) bench/attention.py
 	$(PY) bench/server.py
 	$(PY) bench/latency.py
 	$(PY) bench/budget.py

@@ -16,10 +16,11 @@ The limit row is a bare loop on keel's engine decoding one greedy token for each
 prompt per step (bench/common.py), measured in a process of its own before the servers
 start: the most a server could stream, prompts and HTTP aside.
 
-Reported per level: output tokens/s (median of the windows), the paired ratio,
-requests/s, time to first token and inter-token latency (p50/p99), errors, and the
-determinism rate: the share of the 8-client responses (up to BENCH_CHECKS of them) that
-are byte-identical to the same request sent alone to a freshly started server.
+Reported per level: output tokens/s (median of the windows), the paired ratio and the
+middle half of the rounds' ratios (its spread), requests/s, time to first token and
+inter-token latency (p50/p99), errors, and the determinism rate: the share of the
+8-client responses (up to BENCH_CHECKS of them) that are byte-identical to the same
+request sent alone to a freshly started server.
 
 llama-server is built once from the llama.cpp inside llama-cpp-python's source
 distribution (scripts/llama-server.sh, the same commit and CPU flags as keel's engine);
@@ -68,7 +69,9 @@ CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 TWIN = os.environ.get("BENCH_TWIN", "0")
 TWIN_NAME = "keel serve, twin"
 FEW = os.environ.get("BENCH_FEW") == "1"  # only these servers, for a quicker A/B:
-FEW_NAMES = {"keel serve", TWIN_NAME, "llama-server -np 8"}
+# keel, its twin, and llama-server with its own attention kernels and with keel's (the
+# price of invariant attention is the gap between those two; bench/attention.py)
+FEW_NAMES = {"keel serve", TWIN_NAME, "llama-server -np 8", "llama-server keel-kv"}
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))  # for every server
 NEW_TOKENS = 64
@@ -468,18 +471,20 @@ def main() -> None:
         f"{MODEL}, {THREADS} threads, {NEW_TOKENS} new tokens, distinct prompts, greedy and "
         f"T=0.7 alternately; {ROUNDS} rounds of a {SECONDS:.0f} s window per server and "
         f"level; tok/s = median window; ratio = median of tok/s / {anchor.name}'s in the "
-        "same round"
+        "same round, and the middle half of those rounds' ratios"
     )
     print(
-        f"{'server':<20} {'clients':>7} {'tok/s':>7} {'ratio':>6} {'req/s':>6} {'errors':>6} "
-        f"{'TTFT p50':>9} {'p99':>6} {'ITL p50':>8} {'p99':>6}  (ms)"
+        f"{'server':<20} {'clients':>7} {'tok/s':>7} {'ratio':>6} {'middle half':>11} "
+        f"{'req/s':>6} {'errors':>6} {'TTFT p50':>9} {'p99':>6} {'ITL p50':>8} {'p99':>6}  (ms)"
     )
     for runner in runners:
         for clients, level in runner.levels.items():
             tally = level.tally
+            ratios = level.ratios_to(anchor.levels[clients])
+            spread = f"{percentile(ratios, 25):.2f}-{percentile(ratios, 75):.2f}x"
             print(
                 f"{runner.name:<20} {clients:>7} {statistics.median(level.rates):>7.1f} "
-                f"{statistics.median(level.ratios_to(anchor.levels[clients])):>5.2f}x "
+                f"{statistics.median(ratios):>5.2f}x {spread:>11} "
                 f"{tally.requests / level.elapsed:>6.2f} {tally.errors:>6} "
                 f"{percentile(tally.first_token, 50) * 1000:>9.0f} "
                 f"{percentile(tally.first_token, 99) * 1000:>6.0f} "

@@ -1,0 +1,121 @@
+"""What keel's invariant attention costs: its KV types (f16 K, bf16 V) against llama.cpp's
+default (f16 K and V), in the same bare batched decode loop, each in a process of its own.
+
+With K and V of equal f16 type, llama.cpp's CPU flash attention splits a lone query's KV
+cells across threads from 512 cells on and tiles prompts of 64 rows or more, so logits
+then depend on the thread count and on what else is in the batch. keel's types keep every
+query on the one-row kernel, which converts each bf16 V row to f32 before adding it in.
+This bench measures what that conversion costs a decode step, at the short contexts of
+bench/server.py's load and at a long one, and shows the variance it buys off: one row's
+logits at the long context decoded with 1 and with 2 threads, per kernel.
+
+Usage: python bench/attention.py   (BENCH_REPEATS=N, BENCH_MODEL=name)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from common import Run, RunnerProcess, in_fresh_process, interleaved, main_or_runner
+
+from keel.engine.compute import COMPUTE
+from keel.engine.context import ContextSettings, Entry, LlamaContext, LlamaModel
+from keel.models import resolve_model
+
+MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
+REPEATS = int(os.environ.get("BENCH_REPEATS", "8"))
+KERNELS = {"keel (f16 K, bf16 V)": "bf16", "llama.cpp default (f16 K, f16 V)": "f16"}
+CONTEXTS = {"short": 16, "long": 700}  # prompt tokens; 64 tokens are decoded after them
+ROWS = (1, 8)
+NEW_TOKENS = 64
+
+
+def open_context(v_type: str, threads: int, slots: int) -> LlamaContext:
+    model = LlamaModel(resolve_model(MODEL).path)
+    return LlamaContext(model, ContextSettings(n_ctx=2048, v_type=v_type), threads, slots)
+
+
+def prompt(slot: int, length: int) -> list[int]:
+    """Ordinary token ids, different in every slot."""
+    return [1000 + (slot * 7919 + i * 104729) % 40000 for i in range(length)]
+
+
+def prefilled(context: LlamaContext, rows: int, length: int) -> list[Entry]:
+    """Every slot emptied, `rows` slots prefilled; each slot's first decode row."""
+    entries = []
+    for slot in range(rows):
+        context.forget(slot)
+        tokens = prompt(slot, length)
+        for start in range(0, length, 512):
+            chunk = tokens[start : start + 512]
+            context.decode([(t, start + i, slot) for i, t in enumerate(chunk)], False)
+        entries.append((int(np.argmax(context.logits())), length, slot))
+    return entries
+
+
+def runner(v_type: str, rows: str, length: str) -> Run:
+    """Decode NEW_TOKENS greedy steps of `rows` rows after `length`-token prompts; a run
+    returns (tokens/s of the steps alone, tokens)."""
+    context = open_context(v_type, 2, max(ROWS))
+
+    def steps() -> tuple[float, int]:
+        entries = prefilled(context, int(rows), int(length))
+        seconds = 0.0
+        for _ in range(NEW_TOKENS):
+            start = time.perf_counter()
+            context.decode(entries, True)
+            entries = [
+                (int(np.argmax(context.logits(row))), position + 1, slot)
+                for row, (_, position, slot) in enumerate(entries)
+            ]
+            seconds += time.perf_counter() - start
+        return len(entries) * NEW_TOKENS / seconds, len(entries) * NEW_TOKENS
+
+    return lambda: COMPUTE.run(steps)
+
+
+def thread_invariance() -> dict[str, bool]:
+    """Per kernel: whether one row at the long context decodes to the same logits with 1
+    thread as with 2 (each a context of its own)."""
+    found = {}
+    for label, v_type in KERNELS.items():
+        logits = []
+        for threads in (1, 2):
+            context = open_context(v_type, threads, 1)
+            context.decode(prefilled(context, 1, CONTEXTS["long"]), True)
+            logits.append(context.logits().copy())
+            context.close()
+        found[label] = bool(np.array_equal(*logits))
+    return found
+
+
+def main() -> None:
+    script = os.path.abspath(__file__)
+    print(f"{MODEL}, 2 threads, {NEW_TOKENS} greedy steps after each prompt, {REPEATS} rounds")
+    print(f"{'rows':>4} {'context':<16} {'kernel':<34} {'tok/s':>7} {'ms a step':>9} {'ratio':>6}")
+    for rows in ROWS:
+        for context, length in CONTEXTS.items():
+            runs = {
+                label: RunnerProcess(script, v_type, str(rows), str(length))
+                for label, v_type in KERNELS.items()
+            }
+            try:
+                results = interleaved(dict(runs), REPEATS)
+            finally:
+                for run in runs.values():
+                    run.close()
+            cells = f"{context} ({length}+{NEW_TOKENS})"
+            for label, rate, ratio, _ in results:
+                step = rows / rate * 1000
+                print(f"{rows:>4} {cells:<16} {label:<34} {rate:>7.1f} {step:>9.2f} {ratio:>5.3f}x")
+    print("ratio: median of the same round's tok/s over keel's kernel's (above 1: faster)")
+    print()
+    print(f"one row at {CONTEXTS['long']} cells, logits with 1 thread == with 2:")
+    for label, same in in_fresh_process(script, "--invariance").items():
+        print(f"  {label:<34} {'identical' if same else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main_or_runner(main, runner, one_shots={"--invariance": thread_invariance})
