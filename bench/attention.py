@@ -5,9 +5,10 @@ With K and V of equal f16 type, llama.cpp's CPU flash attention splits a lone qu
 cells across threads from 512 cells on and tiles prompts of 64 rows or more, so logits
 then depend on the thread count and on what else is in the batch. keel's types keep every
 query on the one-row kernel, which converts each bf16 V row to f32 before adding it in.
-This bench measures what that conversion costs a decode step, at the short contexts of
-bench/server.py's load and at a long one, and shows the variance it buys off: one row's
-logits at the long context decoded with 1 and with 2 threads, per kernel.
+This bench measures what keel's kernel costs a decode step, at the short contexts of
+bench/server.py's load and at a long one (where a lone query is split across threads by
+the default), and shows the variance it buys off: one row's logits at the long context
+decoded with 1 and with 2 threads, per kernel.
 
 Usage: python bench/attention.py   (BENCH_REPEATS=N, BENCH_MODEL=name)
 """
