@@ -16,13 +16,21 @@ Usage: python bench/attention.py   (BENCH_REPEATS=N, BENCH_MODEL=name)
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
-from common import Run, RunnerProcess, in_fresh_process, interleaved, main_or_runner
+from common import (
+    Run,
+    RunnerProcess,
+    greedy_steps,
+    in_fresh_process,
+    interleaved,
+    main_or_runner,
+    prefilled,
+)
 
 from keel.engine.compute import COMPUTE
-from keel.engine.context import ContextSettings, Entry, LlamaContext, LlamaModel
+from keel.engine.context import ContextSettings
+from keel.engine.llama import LlamaEngine
 from keel.models import resolve_model
 
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
@@ -33,61 +41,45 @@ ROWS = (1, 8)
 NEW_TOKENS = 64
 
 
-def open_context(v_type: str, threads: int, slots: int) -> LlamaContext:
-    model = LlamaModel(resolve_model(MODEL).path)
-    return LlamaContext(model, ContextSettings(n_ctx=2048, v_type=v_type), threads, slots)
+def open_engine(v_type: str, threads: int, slots: int) -> LlamaEngine:
+    """keel's engine with these KV types, decoding all its slots in one call whether or
+    not that is proven exact: a kernel is timed here, nothing is served."""
+    settings = ContextSettings(n_ctx=2048, v_type=v_type)
+    engine = LlamaEngine(resolve_model(MODEL).path, settings, threads, slots)
+    engine.batch_sizes = tuple(range(1, slots + 1))
+    return engine
 
 
-def prompt(slot: int, length: int) -> list[int]:
+def prompts(rows: int, length: int) -> list[list[int]]:
     """Ordinary token ids, different in every slot."""
-    return [1000 + (slot * 7919 + i * 104729) % 40000 for i in range(length)]
-
-
-def prefilled(context: LlamaContext, rows: int, length: int) -> list[Entry]:
-    """Every slot emptied, `rows` slots prefilled; each slot's first decode row."""
-    entries = []
-    for slot in range(rows):
-        context.forget(slot)
-        tokens = prompt(slot, length)
-        for start in range(0, length, 512):
-            chunk = tokens[start : start + 512]
-            context.decode([(t, start + i, slot) for i, t in enumerate(chunk)], False)
-        entries.append((int(np.argmax(context.logits())), length, slot))
-    return entries
+    return [
+        [1000 + (slot * 7919 + i * 104729) % 40000 for i in range(length)] for slot in range(rows)
+    ]
 
 
 def runner(v_type: str, rows: str, length: str) -> Run:
     """Decode NEW_TOKENS greedy steps of `rows` rows after `length`-token prompts; a run
     returns (tokens/s of the steps alone, tokens)."""
-    context = open_context(v_type, 2, max(ROWS))
+    engine = open_engine(v_type, 2, max(ROWS))
+    batch = prompts(int(rows), int(length))
 
     def steps() -> tuple[float, int]:
-        entries = prefilled(context, int(rows), int(length))
-        seconds = 0.0
-        for _ in range(NEW_TOKENS):
-            start = time.perf_counter()
-            context.decode(entries, True)
-            entries = [
-                (int(np.argmax(context.logits(row))), position + 1, slot)
-                for row, (_, position, slot) in enumerate(entries)
-            ]
-            seconds += time.perf_counter() - start
-        return len(entries) * NEW_TOKENS / seconds, len(entries) * NEW_TOKENS
+        seconds = greedy_steps(engine, prefilled(engine, batch), NEW_TOKENS)
+        return len(batch) * NEW_TOKENS / sum(seconds), len(batch) * NEW_TOKENS
 
     return lambda: COMPUTE.run(steps)
 
 
 def thread_invariance() -> dict[str, bool]:
     """Per kernel: whether one row at the long context decodes to the same logits with 1
-    thread as with 2 (each a context of its own)."""
+    thread as with 2 (each an engine of its own)."""
     found = {}
     for label, v_type in KERNELS.items():
         logits = []
         for threads in (1, 2):
-            context = open_context(v_type, threads, 1)
-            context.decode(prefilled(context, 1, CONTEXTS["long"]), True)
-            logits.append(context.logits().copy())
-            context.close()
+            engine = open_engine(v_type, threads, 1)
+            engine.step_batch(list(prefilled(engine, prompts(1, CONTEXTS["long"])).values()))
+            logits.append(engine.logits().copy())
         found[label] = bool(np.array_equal(*logits))
     return found
 

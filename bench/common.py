@@ -63,37 +63,46 @@ def bare_loop(model: str, prompt: str, new_tokens: int) -> int:
 
 
 def prefilled_cold(engine: LlamaEngine, prompts: list[str]) -> dict[int, Entry]:
-    """Every slot emptied, then prompt i prefilled into slot i; slot -> the row that decodes
-    its first greedy token (argmax of the prompt's logits, at the position after it).
-    Call it on the compute thread."""
-    engine.slots.reset()  # a cold prefill, like the runs it bounds
+    """Every slot emptied, then prefilled(): a cold prefill, like the runs it bounds."""
+    engine.slots.reset()
+    return prefilled(engine, [engine.vocab.prompt_tokens(prompt, raw=True) for prompt in prompts])
+
+
+def prefilled(engine: LlamaEngine, prompts: list[list[int]]) -> dict[int, Entry]:
+    """Prompt i prefilled into slot i (keel's chunked prefill; a slot that holds the same
+    prompt decodes none of it); slot -> the row that decodes its first greedy token (argmax
+    of the prompt's logits, at the position after it). Call it on the compute thread."""
     rows = {}
-    for slot, prompt in enumerate(prompts):
-        tokens = engine.vocab.prompt_tokens(prompt, raw=True)
+    for slot, tokens in enumerate(prompts):
         engine.slots.prefill(tokens, slot)
         rows[slot] = (int(np.argmax(engine.slots.prompt_logits(slot))), len(tokens), slot)
     return rows
 
 
+def greedy_steps(engine: LlamaEngine, rows: dict[int, Entry], new_tokens: int) -> list[float]:
+    """`new_tokens` rounds that decode one greedy token (argmax) for every row, in the
+    engine's batch groups, with no sampler, no events and no worker. Returns each round's
+    seconds. Call it on the compute thread."""
+    seconds = []
+    for _ in range(new_tokens):
+        start = time.perf_counter()
+        for group in batch_groups(list(rows), engine.batch_sizes):
+            engine.step_batch([rows[slot] for slot in group])
+            for row, slot in enumerate(group):
+                rows[slot] = (int(np.argmax(engine.logits(row))), rows[slot][1] + 1, slot)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[float]:
     """The limit of concurrent generations: each prompt prefilled cold into its own slot,
-    then `new_tokens` rounds that decode one greedy token (argmax) for every prompt, in
-    keel's proven batch groups, on the compute thread where keel's rounds run, with no
-    sampler, no events and no worker (it must be idle). Returns each round's seconds
-    (decode and argmax only; prompts are not counted)."""
+    then greedy_steps() in keel's proven batch groups, on the compute thread where keel's
+    rounds run (the model's worker must be idle). Returns each round's seconds (decode and
+    argmax only; prompts are not counted)."""
 
     def rounds() -> list[float]:
         engine = load_location(resolve_model(model)).engine
-        rows = prefilled_cold(engine, prompts)
-        seconds = []
-        for _ in range(new_tokens):
-            start = time.perf_counter()
-            for group in batch_groups(list(rows), engine.batch_sizes):
-                engine.step_batch([rows[slot] for slot in group])
-                for row, slot in enumerate(group):
-                    rows[slot] = (int(np.argmax(engine.logits(row))), rows[slot][1] + 1, slot)
-            seconds.append(time.perf_counter() - start)
-        return seconds
+        return greedy_steps(engine, prefilled_cold(engine, prompts), new_tokens)
 
     return COMPUTE.run(rounds)
 
