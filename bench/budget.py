@@ -76,7 +76,8 @@ LOADS: dict[str, dict[str, Any]] = {
 
 _samples: dict[str, list[float]] = defaultdict(list)  # stage -> seconds per call
 GIL_WAIT = "GIL wait"
-# (start, end, rows, all_logits, seconds of it spent waiting for the GIL before the decode)
+# (start, end, rows, logits for every row (generated tokens, not a prompt), seconds of it
+# spent waiting for the GIL before the decode)
 _decodes: list[tuple[float, float, int, bool, float]] = []
 
 
@@ -101,17 +102,17 @@ def _instrument() -> None:
     from keel.engine.library import llama
     from keel.structured import session
 
-    decode = context.LlamaContext.decode
+    decode = context.LlamaContext._decode
 
-    def timed_decode(self: Any, entries: list[Any], all_logits: bool) -> None:
+    def timed_decode(self: Any, entries: list[Any], outputs: list[bool]) -> None:
         waits = _samples[GIL_WAIT]
         before = len(waits)
         start = time.perf_counter()
-        decode(self, entries, all_logits)
+        decode(self, entries, outputs)
         waited = sum(waits[before:])
-        _decodes.append((start, time.perf_counter(), len(entries), all_logits, waited))
+        _decodes.append((start, time.perf_counter(), len(entries), all(outputs), waited))
 
-    context.LlamaContext.decode = timed_decode  # type: ignore[method-assign]
+    context.LlamaContext._decode = timed_decode  # type: ignore[method-assign]
     # wall, not CPU: the call sets two ints; what takes time is getting the GIL back
     _timed(llama(), "llama_set_n_threads", GIL_WAIT, time.perf_counter)
     cpu = time.thread_time  # CPU, not wall: a wall clock would also count GIL waits

@@ -89,12 +89,14 @@ class Generation:
         )
 
     def prefill(
-        self, slot: int, submitted: float
+        self, slot: int, submitted: float, started: float | None = None
     ) -> Generator[None, None, GenerationResponse | None]:
         """Feed the prompt into `slot`, pausing between chunks; returns None when ready to
-        sample, else the final error event. Time to first token counts from `submitted`."""
+        sample, else the final error event. Time to first token counts from `submitted`;
+        the prefill's own time from `started` if it began before this is first advanced
+        (prefilled together with others: Slots.prefill_together)."""
         self._started = submitted
-        prefill_start = perf_counter()
+        prefill_start = started or perf_counter()
         try:
             self._stats["prompt_reused"] = yield from self.engine.slots.prefill_steps(
                 self.prompt.tokens, slot

@@ -16,6 +16,7 @@ from typing import Any
 from .config import settings, thread_count
 from .engine.batching import proven_batch_sizes
 from .engine.context import ContextSettings
+from .engine.joint_check import proven_together
 from .engine.library import build_info, warn_if_not_portable
 from .engine.llama import LlamaEngine
 from .engine.reuse_check import proven_any_position
@@ -116,6 +117,7 @@ class LoadedModel:
             "slots": engine.slots.count,
             "batch_sizes": list(engine.batch_sizes),
             "prefix_reuse": engine.slots.reuse.report(),
+            "prefill_together": engine.slots.together,
             "chat_template": engine.vocab.chat_template is not None,
             "lanes": len(self.lanes),
             "running": self.running,
@@ -153,6 +155,7 @@ def load(identity: ModelIdentity) -> LoadedModel:
             engine = LlamaEngine(identity.path, identity.context, n_threads, slots)
             engine.batch_sizes = proven_batch_sizes(engine)
             engine.slots.reuse.any_position = proven_any_position(engine)
+            engine.slots.together = proven_together(engine)
             loaded = LoadedModel(identity, [Lane(engine, Worker(engine, identity.name))])
             with _registry_lock:
                 _loaded[key] = loaded

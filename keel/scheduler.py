@@ -1,7 +1,8 @@
 """One worker thread per loaded model owns its llama.cpp context; callers submit jobs.
 
 The worker keeps up to `slots` generations in flight. Each round it gives queued jobs
-free slots, prefills about one chunk of prompt tokens, then decodes the pending tokens of
+free slots, prefills about one chunk of prompt tokens (short prompts admitted together in
+one llama_decode where that is proven exact), then decodes the pending tokens of
 all running generations, batched in groups of proven sizes, and pushes each event into its
 job's channel. While generations are in flight, the rounds run on the process's compute
 thread if it is free (engine/compute.py), so a decode needs no hand-over between threads.
@@ -12,6 +13,7 @@ cancels its job, which ends before its next token and frees the slot.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import threading
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -121,6 +123,7 @@ class Worker:
         self.decode_calls = 0  # generated-token decodes, and the tokens they carried:
         self.decoded_tokens = 0  # their ratio is the mean batch size
         self.decode_seconds = 0.0  # and the time they took
+        self.prompts_together = 0  # prompts prefilled in one llama_decode with others
         self._thread = threading.Thread(target=self._serve, name=f"keel-{name}", daemon=True)
         self._thread.start()
 
@@ -201,11 +204,32 @@ class Worker:
         """Prefill about one chunk's worth of prompt tokens, oldest prompt first: several
         short prompts finish together (and then decode in one batch), while a long prompt
         advances one chunk, so the streams already running pause for one chunk at most."""
-        budget = CHUNK
+        budget = CHUNK - self._prefill_together()
         while self._prefills and budget > 0:
             slot = next(iter(self._prefills))
             size = len(self._active[slot].generation.prompt.tokens)
             budget -= size if self._prefill_step(slot) else CHUNK
+
+    def _prefill_together(self) -> int:
+        """Prefill in one llama_decode the prompts not yet started that Slots can decode
+        together (several requests that arrived at once: one pass instead of one each),
+        where the model proved that exact; returns their tokens."""
+        slots = self.engine.slots
+        fresh = {
+            slot: self._active[slot].generation.prompt.tokens
+            for slot, steps in self._prefills.items()
+            if inspect.getgeneratorstate(steps) == inspect.GEN_CREATED
+        }
+        if not slots.together or len(fresh) < 2:
+            return 0
+        started = perf_counter()
+        joined = slots.prefill_together(fresh)
+        self.prompts_together += len(joined)
+        for slot in joined:  # their prefill takes its time from the shared decode
+            job = self._active[slot]
+            self._prefills[slot] = job.generation.prefill(slot, job.submitted, started)
+            self._prefill_step(slot)
+        return sum(len(fresh[slot]) for slot in joined)
 
     def _prefill_step(self, slot: int) -> bool:
         """Advance one prefill by one chunk; True when it finished (and sampled its first

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +135,24 @@ class LlamaContext:
 
     def decode(self, entries: list[Entry], all_logits: bool) -> None:
         """One llama_decode; logits for every row, or for the last row only."""
+        self._decode(entries, [all_logits] * (len(entries) - 1) + [True])
+
+    def decode_prompts(self, entries: list[Entry]) -> None:
+        """One llama_decode of several slots' prompt pieces, each slot's rows together;
+        logits for the last row of each slot, in batch order."""
+        slots = [slot for _, _, slot in entries]
+        self._decode(entries, [a != b for a, b in pairwise(slots)] + [True])
+
+    def _decode(self, entries: list[Entry], outputs: list[bool]) -> None:
+        """One llama_decode, with logits for the rows whose `outputs` flag is set."""
         batch = self._batch
-        n = len(entries)
-        batch.n_tokens = n
+        batch.n_tokens = len(entries)
         for i, (token, position, slot) in enumerate(entries):
             batch.token[i] = token
             batch.pos[i] = position
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = slot
-            batch.logits[i] = all_logits
-        batch.logits[n - 1] = True
+            batch.logits[i] = outputs[i]
         self._outputs = None
         status = COMPUTE.share(id(self), self.n_threads, partial(self._decode_with, batch))
         if status != 0:
@@ -151,9 +160,8 @@ class LlamaContext:
             raise GenerationError(f"llama_decode failed with status {status} at {where}")
         # All output rows in one view, in batch order: a ctypes call per row would let the
         # event loop take the GIL between the rows a worker samples.
-        rows = n if all_logits else 1
         pointer = self._lib.llama_get_logits(self.pointer)
-        self._outputs = np.ctypeslib.as_array(pointer, shape=(rows, self.n_vocab))
+        self._outputs = np.ctypeslib.as_array(pointer, shape=(sum(outputs), self.n_vocab))
 
     def _decode_with(self, batch: Any, threads: int) -> int:
         # Two ints, but like any ctypes call it lets go of the GIL, and the event loop, woken

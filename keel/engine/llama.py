@@ -67,6 +67,7 @@ class LlamaEngine:
             reuse=self.slots.reuse,
         )
         lane.batch_sizes = self.batch_sizes
+        lane.slots.together = self.slots.together
         return lane
 
     def step(self, token: int, position: int, slot: int = 0) -> None:

@@ -23,8 +23,9 @@ from .llama import LlamaEngine
 SLOT = 0
 
 
-def _tokens(engine: LlamaEngine, count: int, salt: int) -> list[int]:
-    """Deterministic ordinary token ids (away from the special tokens at the start)."""
+def ordinary_tokens(engine: LlamaEngine, count: int, salt: int) -> list[int]:
+    """Deterministic ordinary token ids (away from the special tokens at the start), for
+    the load-time proofs."""
     span = engine.n_vocab - 1000
     return [1000 + (salt * 7919 + i * 104729) % span for i in range(count)]
 
@@ -57,12 +58,12 @@ def _cases(engine: LlamaEngine) -> list[tuple[list[int], list[int], int]]:
     """(earlier prompt, final tokens, first continued position): the shortest
     continuations the rule allows at short and long positions, and a long one after a
     different tail."""
-    earlier = _tokens(engine, 100, 1)
+    earlier = ordinary_tokens(engine, 100, 1)
     return [
-        (earlier[:8], earlier[:6] + _tokens(engine, 2, 3), 6),
-        (earlier, earlier[:90] + _tokens(engine, 2, 4), 90),
-        (earlier, earlier[:57] + _tokens(engine, 3, 5), 57),
-        (earlier[:20], earlier[:17] + _tokens(engine, 60, 6), 17),
+        (earlier[:8], earlier[:6] + ordinary_tokens(engine, 2, 3), 6),
+        (earlier, earlier[:90] + ordinary_tokens(engine, 2, 4), 90),
+        (earlier, earlier[:57] + ordinary_tokens(engine, 3, 5), 57),
+        (earlier[:20], earlier[:17] + ordinary_tokens(engine, 60, 6), 17),
     ]
 
 
