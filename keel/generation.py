@@ -96,7 +96,7 @@ class Generation:
         the prefill's own time from `started` if it began before this is first advanced
         (prefilled together with others: Slots.prefill_together)."""
         self._started = submitted
-        prefill_start = started or perf_counter()
+        prefill_start = perf_counter() if started is None else started
         try:
             self._stats["prompt_reused"] = yield from self.engine.slots.prefill_steps(
                 self.prompt.tokens, slot

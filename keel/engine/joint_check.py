@@ -67,9 +67,8 @@ def _matches(engine: LlamaEngine, case: Case) -> bool:
     for slot, (earlier, _) in case.items():
         if earlier is not None:
             slots.prefill(earlier, slot)
-    if set(slots.prefill_together({slot: tokens for slot, (_, tokens) in case.items()})) != set(
-        case
-    ):
+    joined = slots.prefill_together({slot: tokens for slot, (_, tokens) in case.items()})
+    if set(joined) != set(case):
         return False  # not all were decoded together: the case proves nothing
     for slot, (_, tokens) in case.items():
         together = _step_after(engine, slot, len(tokens))

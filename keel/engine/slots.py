@@ -135,6 +135,9 @@ class Slots:
         return joined
 
     def _decode_run(self, run: dict[int, tuple[list[int], int]]) -> dict[int, int]:
+        """One llama_decode of the run (slot -> (prompt, first token to decode)). If it
+        fails, the run's slots are left empty: each is then prefilled alone, and that
+        reports whatever is wrong with its prompt."""
         entries: list[Entry] = [
             (token, first + i, slot)
             for slot, (tokens, first) in run.items()
@@ -142,7 +145,7 @@ class Slots:
         ]
         try:
             self._context.decode_prompts(entries)
-        except GenerationError:  # each is prefilled again alone, which reports any error
+        except GenerationError:
             for slot in run:
                 self.clear(slot)
             return {}
