@@ -31,6 +31,7 @@ from common import (
 from keel.engine.compute import COMPUTE
 from keel.engine.context import ContextSettings
 from keel.engine.llama import LlamaEngine
+from keel.engine.probes import ordinary_tokens
 from keel.models import resolve_model
 
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m")
@@ -50,18 +51,16 @@ def open_engine(v_type: str, threads: int, slots: int) -> LlamaEngine:
     return engine
 
 
-def prompts(rows: int, length: int) -> list[list[int]]:
+def prompts(engine: LlamaEngine, rows: int, length: int) -> list[list[int]]:
     """Ordinary token ids, different in every slot."""
-    return [
-        [1000 + (slot * 7919 + i * 104729) % 40000 for i in range(length)] for slot in range(rows)
-    ]
+    return [ordinary_tokens(engine, length, slot) for slot in range(rows)]
 
 
 def runner(v_type: str, rows: str, length: str) -> Run:
     """Decode NEW_TOKENS greedy steps of `rows` rows after `length`-token prompts; a run
     returns (tokens/s of the steps alone, tokens)."""
     engine = open_engine(v_type, 2, max(ROWS))
-    batch = prompts(int(rows), int(length))
+    batch = prompts(engine, int(rows), int(length))
 
     def steps() -> tuple[float, int]:
         seconds = greedy_steps(engine, prefilled(engine, batch), NEW_TOKENS)
@@ -78,7 +77,8 @@ def thread_invariance() -> dict[str, bool]:
         logits = []
         for threads in (1, 2):
             engine = open_engine(v_type, threads, 1)
-            engine.step_batch(list(prefilled(engine, prompts(1, CONTEXTS["long"])).values()))
+            rows = prefilled(engine, prompts(engine, 1, CONTEXTS["long"]))
+            engine.step_batch(list(rows.values()))
             logits.append(engine.logits().copy())
         found[label] = bool(np.array_equal(*logits))
     return found

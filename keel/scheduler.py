@@ -215,12 +215,14 @@ class Worker:
         together (several requests that arrived at once: one pass instead of one each),
         where the model proved that exact; returns their tokens."""
         slots = self.engine.slots
+        if not slots.together or len(self._prefills) < 2:
+            return 0
         fresh = {
             slot: self._active[slot].generation.prompt.tokens
             for slot, steps in self._prefills.items()
             if inspect.getgeneratorstate(steps) == inspect.GEN_CREATED
         }
-        if not slots.together or len(fresh) < 2:
+        if len(fresh) < 2:
             return 0
         started = perf_counter()
         joined = slots.prefill_together(fresh)

@@ -17,16 +17,11 @@ import numpy as np
 from ..file_memo import remembered
 from .library import library_files
 from .llama import LlamaEngine
+from .probes import ordinary_tokens
 
 # Prompt lengths per slot: varied, one past a 256-cell KV block, so streams differ in length.
 _LENGTHS = (3, 260, 17, 45, 60, 9, 30, 33)
 _STEPS = 3
-
-
-def _prompt(engine: LlamaEngine, slot: int) -> list[int]:
-    """Deterministic ordinary token ids (away from the special tokens at the start)."""
-    span = engine.n_vocab - 1000
-    return [1000 + (slot * 7919 + i * 104729) % span for i in range(_LENGTHS[slot % 8])]
 
 
 def _solo_logits(engine: LlamaEngine, slot: int, prompt: list[int]) -> list[np.ndarray]:
@@ -57,7 +52,9 @@ def _batched_matches(
 
 
 def _check(engine: LlamaEngine) -> list[int]:
-    prompts = [_prompt(engine, slot) for slot in range(engine.slots.count)]
+    prompts = [
+        ordinary_tokens(engine, _LENGTHS[slot % 8], slot) for slot in range(engine.slots.count)
+    ]
     solo = []
     for slot, prompt in enumerate(prompts):
         engine.slots.prefill(prompt, slot)

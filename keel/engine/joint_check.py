@@ -19,7 +19,7 @@ import numpy as np
 from ..file_memo import remembered
 from .library import library_files
 from .llama import LlamaEngine
-from .reuse_check import ordinary_tokens
+from .probes import logits_after_prompt, ordinary_tokens
 
 # slot -> (earlier prompt to continue from, or None for a cold prefill; the prompt)
 Case = dict[int, tuple[list[int] | None, list[int]]]
@@ -46,14 +46,6 @@ def _cases(engine: LlamaEngine) -> list[Case]:
     return cases
 
 
-def _step_after(engine: LlamaEngine, slot: int, length: int) -> list[np.ndarray]:
-    """The logits after the slot's prompt, and after one greedy step from there."""
-    rows = [engine.slots.prompt_logits(slot).copy()]
-    engine.step(int(np.argmax(rows[0])), length, slot)
-    rows.append(engine.logits().copy())
-    return rows
-
-
 def _matches(engine: LlamaEngine, case: Case) -> bool:
     slots = engine.slots
     alone = {}
@@ -62,7 +54,7 @@ def _matches(engine: LlamaEngine, case: Case) -> bool:
         if earlier is not None:
             slots.prefill(earlier, slot)
         slots.prefill(tokens, slot)
-        alone[slot] = _step_after(engine, slot, len(tokens))
+        alone[slot] = logits_after_prompt(engine, slot, len(tokens))
     slots.reset()
     for slot, (earlier, _) in case.items():
         if earlier is not None:
@@ -71,7 +63,7 @@ def _matches(engine: LlamaEngine, case: Case) -> bool:
     if set(joined) != set(case):
         return False  # not all were decoded together: the case proves nothing
     for slot, (_, tokens) in case.items():
-        together = _step_after(engine, slot, len(tokens))
+        together = logits_after_prompt(engine, slot, len(tokens))
         if not all(np.array_equal(a, b) for a, b in zip(alone[slot], together, strict=True)):
             return False
     return True

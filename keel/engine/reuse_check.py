@@ -19,29 +19,15 @@ import numpy as np
 from ..file_memo import remembered
 from .library import library_files
 from .llama import LlamaEngine
+from .probes import logits_after_prompt, ordinary_tokens
 
 SLOT = 0
-
-
-def ordinary_tokens(engine: LlamaEngine, count: int, salt: int) -> list[int]:
-    """Deterministic ordinary token ids (away from the special tokens at the start), for
-    the load-time proofs."""
-    span = engine.n_vocab - 1000
-    return [1000 + (salt * 7919 + i * 104729) % span for i in range(count)]
-
-
-def _last_two_logits(engine: LlamaEngine, length: int) -> list[np.ndarray]:
-    """The logits after the slot's last prefill, and after one greedy step from there."""
-    rows = [engine.slots.prompt_logits(SLOT).copy()]
-    engine.step(int(np.argmax(rows[0])), length, SLOT)
-    rows.append(engine.logits().copy())
-    return rows
 
 
 def _cold(engine: LlamaEngine, tokens: list[int]) -> list[np.ndarray]:
     engine.slots.clear(SLOT)
     engine.slots.prefill_from(tokens, 0, SLOT)
-    return _last_two_logits(engine, len(tokens))
+    return logits_after_prompt(engine, SLOT, len(tokens))
 
 
 def _continued(
@@ -51,7 +37,7 @@ def _continued(
     engine.slots.clear(SLOT)
     engine.slots.prefill_from(earlier, 0, SLOT)
     engine.slots.prefill_from(tokens, first, SLOT)
-    return _last_two_logits(engine, len(tokens))
+    return logits_after_prompt(engine, SLOT, len(tokens))
 
 
 def _cases(engine: LlamaEngine) -> list[tuple[list[int], list[int], int]]:

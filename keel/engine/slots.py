@@ -31,9 +31,8 @@ class Slots:
         self._prompt: list[list[int]] = [[] for _ in range(count)]
         self._prompt_logits: list[np.ndarray | None] = [None] * count
         self.together = False  # proven by joint_check.py: prefill_together() is exact
-        # slot -> (prompt, tokens reused) of a prefill_together() not yet taken up by
-        # prefill_steps()
-        self._joined: dict[int, tuple[list[int], int]] = {}
+        # slot -> tokens reused by a prefill_together() not yet taken up by prefill_steps()
+        self._joined: dict[int, int] = {}
 
     def clear(self, slot: int) -> None:
         self._context.forget(slot)
@@ -152,7 +151,7 @@ class Slots:
         for row, (slot, (tokens, first)) in enumerate(run.items()):
             self._prompt[slot] = list(tokens)
             self._prompt_logits[slot] = self._context.logits(row).copy()
-            self._joined[slot] = (self._prompt[slot], first)
+            self._joined[slot] = first
         return {slot: first for slot, (_, first) in run.items()}
 
     def prefill_from(self, tokens: list[int], first: int, slot: int) -> None:
@@ -176,8 +175,8 @@ class Slots:
         prompt as the slot's last one is not decoded at all. Returns the reused token count;
         prompt_logits(slot) then has the logits."""
         joined = self._joined.pop(slot, None)
-        if joined is not None and joined[0] == tokens:
-            return joined[1]
+        if joined is not None and tokens == self._prompt[slot]:
+            return joined
         if tokens == self._prompt[slot] and self.rewind(slot, len(tokens)):
             return len(tokens)
         first, proven = self._continuable(tokens, slot)
