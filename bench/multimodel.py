@@ -3,10 +3,13 @@ other bundled model is loaded and has generated; then both models decoding at on
 
 Each runner lives in its own process (bench/common.py). T=0.7, raw prompt, 128 new
 tokens, 2 threads, median of REPEATS after a warm-up, interleaved; the limit row is a bare
-greedy argmax loop on the model's engine, alone. The last table runs
+greedy argmax loop on the model's engine, alone. The next table runs
 both models at once from two threads of one process for BUSY_SECONDS and reports each
 model's tokens/s beside its speed alone (goal: each at least 0.9x; taking turns on the
-cores would give shares that add up to about 1). The same again through one `keel serve`
+cores would give shares that add up to about 1). Its limit: the bare loops of both models
+at once, each in a process of its own with the one thread keel gives each of two busy
+models, beside their two-thread speed alone; no scheduling can keep more of a model's
+speed than this on the machine. The same again through one `keel serve`
 process: one streaming client per model (bench/server.py's requests), each model alone,
 then both at once.
 
@@ -22,6 +25,7 @@ import time
 
 from common import (
     Run,
+    RunnerProcess,
     bare_loop,
     generation_environment,
     in_fresh_process,
@@ -47,7 +51,9 @@ def generate(model: str, seed: int = 0) -> int:
     return sum(1 for _ in events)
 
 
-def runner(name: str, model: str) -> Run:
+def runner(name: str, model: str, start_at: str = "") -> Run:
+    if name == "bare, one thread, timed":
+        return one_thread_bare(model, float(start_at))
     if name == "bare":
         return lambda: rate_of(lambda: bare_loop(model, PROMPT, NEW_TOKENS))
     if name == "after other":
@@ -55,6 +61,51 @@ def runner(name: str, model: str) -> Run:
             if other != model:
                 generate(other)  # loaded, and has computed: its OpenMP team (if any) exists
     return lambda: rate_of(lambda: generate(model))
+
+
+def one_thread_bare(model: str, start_at: float) -> Run:
+    """Bare loops with one thread from the wall-clock time `start_at` for BUSY_SECONDS, so
+    that runners in other processes can start at the same moment. Loads and warms up now,
+    before the start."""
+    os.environ["KEEL_THREADS"] = "1"
+    bare_loop(model, PROMPT, 8)
+
+    def run() -> tuple[float, int]:
+        late = time.time() - start_at
+        if late > 1.0:
+            raise RuntimeError(f"{model}: loading overran the common start by {late:.1f} s")
+        time.sleep(max(0.0, -late))
+        tokens, started = 0, time.perf_counter()
+        while time.perf_counter() - started < BUSY_SECONDS:
+            tokens += bare_loop(model, PROMPT, NEW_TOKENS)
+        return tokens / (time.perf_counter() - started), tokens
+
+    return run
+
+
+def side_by_side_limit() -> dict[str, float]:
+    """Tokens/s of each model's bare one-thread loop while the other model's runs beside it,
+    each in its own process: the most two busy models can keep on this machine."""
+    start_at = time.time() + 20  # time to load and warm up
+    processes = {
+        model: RunnerProcess(__file__, "bare, one thread, timed", model, str(start_at))
+        for model in MODELS
+    }
+    rates: dict[str, float] = {}
+
+    def measure(model: str) -> None:
+        rates[model] = processes[model]()[0]
+
+    threads = [threading.Thread(target=measure, args=(model,)) for model in MODELS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes.values():
+        process.close()
+    if len(rates) != len(MODELS):
+        raise RuntimeError("a side-by-side runner failed (its error is above)")
+    return rates
 
 
 def both_busy() -> dict[str, float]:
@@ -119,7 +170,7 @@ def main() -> None:
     generation_environment()
     print(f"{NEW_TOKENS} new tokens at T=0.7, 2 threads, median of {REPEATS} after warm-up")
     print(f"{'model':<14} {'process':<28} {'tok/s':>8} {'vs alone':>9}")
-    alone = {}
+    alone, bare_alone = {}, {}
     for model in MODELS:
         runners = {
             "alone": ["alone", model],
@@ -128,9 +179,16 @@ def main() -> None:
         }
         for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
             alone.setdefault(model, rate)
+            if label.startswith("bare"):
+                bare_alone[model] = rate
             print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")
     busy = in_fresh_process(__file__, "--busy")
     print_shares(f"both models busy for {BUSY_SECONDS:.0f} s in one process", busy, alone)
+    print_shares(
+        "limit: both bare loops at once, one thread each, own processes (vs bare, 2 threads)",
+        side_by_side_limit(),
+        bare_alone,
+    )
     served_alone, served_busy = served_both_busy()
     print_shares(
         f"one keel serve, a streaming client per model ({BUSY_SECONDS:.0f} s each phase)",
