@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._philox import uniforms_at
+from ._philox import best_score, contenders, uniform_at, uniforms_at
 from .params import GenerationParams
 
 # Above every Gumbel draw: the largest, from the largest float32 uniform (1 - 2^-24), is
@@ -68,11 +68,17 @@ def _uniforms(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
 def _gumbel_in_place(uniform: np.ndarray) -> np.ndarray:
     """-log(-log(u)), in place: no second 49k-262k array per step."""
     with np.errstate(divide="ignore"):
-        np.log(uniform, out=uniform)
-        np.negative(uniform, out=uniform)
-        np.log(uniform, out=uniform)
+        _double_log_in_place(uniform)
     np.negative(uniform, out=uniform)
     return uniform
+
+
+def _double_log_in_place(uniform: np.ndarray) -> None:
+    """log(-log(u)), the noise negated, with numpy's logarithms: the fingerprinted part of
+    the noise (noise_signature). log(0) warns unless the caller silences it."""
+    np.log(uniform, out=uniform)
+    np.negative(uniform, out=uniform)
+    np.log(uniform, out=uniform)
 
 
 @cache
@@ -150,20 +156,23 @@ def _noisy_argmax(
     whole array."""
     allowed = logits if ids is None else logits[ids]
     seed, temperature = params.seed, params.temperature
-    scale = np.float32(temperature)
     best = int(np.argmax(allowed))
     top = best if ids is None else int(ids[best])
-    reach = float(allowed[best] / scale) + _noise_below(seed, step, top)
+    reach = float(allowed[best] / np.float32(temperature)) + _noise_below(seed, step, top)
     reach -= NOISE_CEILING + 1e-5 * max(1.0, abs(reach))  # float32 rounding, above
     cut = reach * temperature  # the least logit that could still win
-    if math.isfinite(cut):
-        with np.errstate(over="ignore"):  # a cut below float32's range keeps every id
-            contenders = np.flatnonzero(allowed >= cut)
-    else:
-        contenders = np.arange(allowed.shape[0])
-    positions = contenders if ids is None else ids[contenders]
-    scores = allowed[contenders] / scale + gumbel_noise(seed, step, positions)
-    return int(positions[np.argmax(scores)])
+    # the ids at or above the cut and their draws, in one C scan (keel/_philox.c)
+    index = np.empty(allowed.shape[0], dtype=np.int64)
+    uniform = np.empty(allowed.shape[0], dtype=np.float32)
+    count, zero_drawn = contenders(step, seed, allowed, ids, cut, index, uniform)
+    double_log = uniform[:count]
+    if zero_drawn:  # its noise is -inf, as it should be; only numpy's warning is silenced
+        with np.errstate(divide="ignore"):
+            _double_log_in_place(double_log)
+    else:  # np.errstate costs a cold step as much as the logarithms (bench/cold.py)
+        _double_log_in_place(double_log)
+    chosen: int = best_score(allowed, index[:count], temperature, double_log)
+    return chosen if ids is None else int(ids[chosen])
 
 
 def _noise_below(seed: int, step: int, position: int) -> float:
@@ -171,7 +180,7 @@ def _noise_below(seed: int, step: int, position: int) -> float:
     numpy's float32 logarithms may give instead (they differ by about 1e-6 at most). Only
     a bound is needed here, and numpy's ufuncs would cost ten times as much on the caches
     a decode has just emptied (bench/cold.py)."""
-    u = float(_uniforms(seed, step, np.array([position]))[0])
+    u = uniform_at(step, seed, position)
     return -math.inf if u == 0.0 else -math.log(-math.log(u)) - 1e-3
 
 

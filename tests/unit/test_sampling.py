@@ -4,11 +4,12 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-from keel._philox import uniforms_at
+from keel._philox import best_score, contenders, uniform_at, uniforms_at
 from keel.params import GenerationParams, make_params
 from keel.sampling import (
     NOISE_CEILING,
@@ -102,6 +103,59 @@ def test_philox_refuses_buffers_it_cannot_fill():
     for key in [(-1, 0), (0, 2**64)]:  # refused, not wrapped around
         with pytest.raises(OverflowError):
             uniforms_at(*key, positions, np.empty(4, dtype=np.float32))
+
+
+def test_the_noisy_argmax_scans_refuse_buffers_they_cannot_use():
+    """The sampler's C scans (keel/_philox.c) check their buffers like uniforms_at: a
+    wrong dtype, a short output or an index outside the values is a typed error."""
+    values = np.array([0.5, 2.0, -1.0, 2.0], dtype=np.float32)
+    index, uniform = np.empty(4, dtype=np.int64), np.empty(4, dtype=np.float32)
+    assert contenders(3, 7, values, None, 0.0, index, uniform) == (3, False)
+    assert index[:3].tolist() == [0, 1, 3]
+    assert uniform[:3].tolist() == [uniform_at(3, 7, i) for i in (0, 1, 3)]
+    ids = np.array([10, 11, 12, 13])
+    assert contenders(3, 7, values, ids, 1.0, index, uniform) == (2, False)
+    assert uniform[:2].tolist() == [uniform_at(3, 7, 11), uniform_at(3, 7, 13)]
+    assert best_score(values, np.array([1, 3]), 1.0, np.zeros(2, dtype=np.float32)) == 1
+    for bad in [
+        (values.astype(np.float64), None, index, uniform),
+        (values, ids[:3], index, uniform),
+        (values, ids.astype(np.int32), index, uniform),
+        (values, None, index[:3], uniform),
+        (values, None, index, uniform[:3]),
+    ]:
+        with pytest.raises(ValueError, match="contenders needs"):
+            contenders(3, 7, bad[0], bad[1], 0.0, bad[2], bad[3])
+    with pytest.raises(ValueError, match="negative"):
+        contenders(3, 7, values, np.array([0, -1, 2, 3]), 0.0, index, uniform)
+    with pytest.raises(ValueError, match="negative"):
+        uniform_at(3, 7, -1)
+    logs = np.zeros(2, dtype=np.float32)
+    for bad_index, bad_logs in [
+        (np.array([1, 4]), logs),  # past the end
+        (np.array([-1, 1]), logs),
+        (np.array([1, 3]), logs[:1]),
+        (np.array([], dtype=np.int64), logs[:0]),  # nothing to choose from
+    ]:
+        with pytest.raises(ValueError, match="best_score needs"):
+            best_score(values, bad_index, 1.0, bad_logs)
+
+
+def test_a_draw_of_zero_never_wins_and_warns_of_nothing():
+    """A uniform of exactly 0 has noise -inf, and numpy's log(0) would warn. (step 5,
+    seed 2447) draws 0 at id 3200: as the top id (its draw makes the bound -inf, so every
+    id is scanned) and as one contender among others, the choice is the one the whole
+    noise gives, and no warning is raised."""
+    step, seed, zero_at = 5, 2447, 3200
+    assert uniform_at(step, seed, zero_at) == 0.0
+    params = make_params("x", temperature=0.7, seed=seed)
+    for top in (zero_at, 0):
+        logits = np.zeros(4096, dtype=np.float32)
+        logits[zero_at], logits[0] = 3.0, 2.9 if top == zero_at else 3.1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            chosen = sample(logits, step, params)
+        assert chosen == _sample_with_all_noise(logits, step, params) != zero_at
 
 
 def test_no_draw_reaches_the_noise_ceiling():
