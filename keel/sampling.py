@@ -129,7 +129,8 @@ def candidate_ids(logits: np.ndarray, params: GenerationParams) -> np.ndarray | 
 
 
 def sample(logits: np.ndarray, step: int, params: GenerationParams) -> int:
-    """Choose the next token. Temperature 0 is argmax with ties to the lowest id.
+    """Choose the next token from a float32 logits row (the engine's, or a penalised or
+    masked copy of it). Temperature 0 is argmax with ties to the lowest id.
 
     The noise is drawn here, between two decodes, on the thread that samples. Drawing it
     on a helper thread while the model decoded saved no time: on two cores the helper
