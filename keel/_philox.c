@@ -217,6 +217,8 @@ static PyObject *contenders(PyObject *self, PyObject *args) {
         const float *value = values.buf;
         const int64_t *id = ids.buf;
         int64_t *chosen = index.buf;
+        /* rounded to nearest, beyond float's range to an infinity (IEEE, C's Annex F):
+         * numpy's cast of the cut for `values >= cut` */
         float *draw = uniform.buf, least = (float)cut;
         int all = !isfinite(cut);
         for (Py_ssize_t i = 0; i < n; i++) {
