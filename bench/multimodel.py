@@ -22,6 +22,7 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
 from common import (
     Run,
@@ -83,6 +84,15 @@ def one_thread_bare(model: str, start_at: float) -> Run:
     return run
 
 
+def each_model_at_once(work: Callable[[str], None]) -> None:
+    """work(model) for every model, each in a thread of its own, all at the same time."""
+    threads = [threading.Thread(target=work, args=(model,)) for model in MODELS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def side_by_side_limit() -> dict[str, float]:
     """Tokens/s of each model's bare one-thread loop while the other model's runs beside it,
     each in its own process: the most two busy models can keep on this machine."""
@@ -96,11 +106,7 @@ def side_by_side_limit() -> dict[str, float]:
     def measure(model: str) -> None:
         rates[model] = processes[model]()[0]
 
-    threads = [threading.Thread(target=measure, args=(model,)) for model in MODELS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    each_model_at_once(measure)
     for process in processes.values():
         process.close()
     if len(rates) != len(MODELS):
@@ -122,11 +128,7 @@ def both_busy() -> dict[str, float]:
             seed += 1
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=keep_busy, args=(m,)) for m in MODELS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    each_model_at_once(keep_busy)
     elapsed = time.perf_counter() - started
     return {model: count / elapsed for model, count in counts.items()}
 
@@ -143,15 +145,12 @@ def served_both_busy() -> tuple[dict[str, float], dict[str, float]]:
             alone[model] = tally.tokens / elapsed
         rates: dict[str, float] = {}
 
-        def keep_busy(number: int, model: str) -> None:
-            tally, elapsed = load(url, 1, number * 10**7, model, seconds=BUSY_SECONDS)
+        def keep_busy(model: str) -> None:
+            first_index = MODELS.index(model) * 10**7
+            tally, elapsed = load(url, 1, first_index, model, seconds=BUSY_SECONDS)
             rates[model] = tally.tokens / elapsed
 
-        threads = [threading.Thread(target=keep_busy, args=pair) for pair in enumerate(MODELS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        each_model_at_once(keep_busy)
     return alone, rates
 
 

@@ -1,5 +1,6 @@
 /* The uniforms of numpy's Generator(Philox(key)).random(n, dtype=float32) at chosen
- * positions only, and the two scans of keel's noisy argmax around them.
+ * positions only, for keel's noisy argmax: the draw of its top id's bound, and in one scan
+ * the draws of the ids that could still win; a second scan then picks the winner.
  *
  * keel's T > 0 noise for a step is that stream over the whole vocabulary, but only the few
  * hundred ids that could still win are ever looked at. numpy has to produce the stream
@@ -56,27 +57,48 @@ static void philox_block(uint64_t counter, uint64_t key0, uint64_t key1, uint64_
     out[3] = c3;
 }
 
-static const char WRONG_BUFFERS[] =
-    "uniforms_at needs int64 positions and a float32 output as long";
+/* What a call wants of one argument: a contiguous buffer of kind 'q' (8-byte signed
+ * integers: numpy's "q" or "l") or 'f' (4-byte floats), writable if asked, or None where
+ * that is allowed. */
+typedef struct {
+    PyObject *obj;
+    char kind;
+    int writable;
+    int or_none;
+} Wanted;
 
-/* A contiguous buffer of 8-byte signed integers (kind 'q': numpy's "q" or "l") or of
- * 4-byte floats ('f'), writable if asked; 0 with `wrong` as a ValueError (or the buffer
- * protocol's TypeError) otherwise. */
-static int take_buffer(PyObject *obj, Py_buffer *view, char want, int writable,
-                       const char *wrong) {
-    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) != 0) {
-        return 0;
+static void release_buffers(Py_buffer *views, int count) {
+    for (int i = 0; i < count; i++) {
+        if (views[i].obj != NULL) {
+            PyBuffer_Release(&views[i]);
+        }
     }
-    const char *format = view->format ? view->format : "B";
-    char kind = format[strlen(format) - 1];
-    int fits = want == 'f' ? (kind == 'f' && view->itemsize == 4)
-                           : ((kind == 'q' || kind == 'l') && view->itemsize == 8);
-    if (!fits) {
-        PyBuffer_Release(view);
-        PyErr_SetString(PyExc_ValueError, wrong);
+}
+
+/* Every wanted buffer (a None left with obj NULL), or none of them: 0 with `wrong` as a
+ * ValueError (or the buffer protocol's own error) set. */
+static int take_buffers(const Wanted *wanted, Py_buffer *views, int count, const char *wrong) {
+    for (int i = 0; i < count; i++) {
+        memset(&views[i], 0, sizeof views[i]);
+        if (wanted[i].or_none && wanted[i].obj == Py_None) {
+            continue;
+        }
+        int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (wanted[i].writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(wanted[i].obj, &views[i], flags) != 0) {
+            release_buffers(views, i);
+            return 0;
+        }
+        const char *format = views[i].format ? views[i].format : "B";
+        char kind = format[strlen(format) - 1];
+        int fits = wanted[i].kind == 'f' ? (kind == 'f' && views[i].itemsize == 4)
+                                         : ((kind == 'q' || kind == 'l') && views[i].itemsize == 8);
+        if (!fits) {
+            release_buffers(views, i + 1);
+            PyErr_SetString(PyExc_ValueError, wrong);
+            return 0;
+        }
     }
-    return fits;
+    return 1;
 }
 
 /* The 128-bit key from two Python ints; 0 with an OverflowError for a negative or wider
@@ -103,54 +125,6 @@ static float draw_at(uint64_t key_low, uint64_t key_high, uint64_t at, uint64_t 
 }
 
 static const char NEGATIVE[] = "a position is negative";
-
-/* Fills `uniform` with the draws at `position`; 0 with a ValueError set at a negative
- * position. */
-static int fill(uint64_t key_low, uint64_t key_high, const int64_t *position, float *uniform,
-                Py_ssize_t count) {
-    uint64_t block[4], computed = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (position[i] < 0) {
-            PyErr_SetString(PyExc_ValueError, NEGATIVE);
-            return 0;
-        }
-        uniform[i] = draw_at(key_low, key_high, (uint64_t)position[i], block, &computed);
-    }
-    return 1;
-}
-
-/* uniforms_at(key_low, key_high, positions, out): positions is int64, out float32 of the
- * same length. */
-static PyObject *uniforms_at(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *low, *high, *positions_obj, *out_obj;
-    uint64_t key_low, key_high;
-    if (!PyArg_ParseTuple(args, "OOOO", &low, &high, &positions_obj, &out_obj) ||
-        !take_key(low, high, &key_low, &key_high)) {
-        return NULL;
-    }
-    Py_buffer positions, out;
-    if (!take_buffer(positions_obj, &positions, 'q', 0, WRONG_BUFFERS)) {
-        return NULL;
-    }
-    if (!take_buffer(out_obj, &out, 'f', 1, WRONG_BUFFERS)) {
-        PyBuffer_Release(&positions);
-        return NULL;
-    }
-    Py_ssize_t count = positions.len / 8;
-    int filled = out.len == count * 4;
-    if (!filled) {
-        PyErr_SetString(PyExc_ValueError, WRONG_BUFFERS);
-    } else {
-        filled = fill(key_low, key_high, positions.buf, out.buf, count);
-    }
-    PyBuffer_Release(&positions);
-    PyBuffer_Release(&out);
-    if (!filled) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
 
 /* uniform_at(key_low, key_high, position) -> float: one draw, without the buffers. */
 static PyObject *uniform_at(PyObject *self, PyObject *args) {
@@ -180,66 +154,47 @@ static const char WRONG_CONTENDERS[] =
  * of those draws is 0, whose logarithm numpy would warn of. */
 static PyObject *contenders(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *low, *high, *values_obj, *ids_obj, *index_obj, *uniform_obj;
+    PyObject *low, *high;
+    Wanted wanted[4] = {{NULL, 'f', 0, 0}, {NULL, 'q', 0, 1}, {NULL, 'q', 1, 0}, {NULL, 'f', 1, 0}};
     double cut;
     uint64_t key_low, key_high, block[4], computed = 0;
-    if (!PyArg_ParseTuple(args, "OOOOdOO", &low, &high, &values_obj, &ids_obj, &cut,
-                          &index_obj, &uniform_obj) ||
-        !take_key(low, high, &key_low, &key_high)) {
+    Py_buffer views[4]; /* values, ids, index, uniform */
+    if (!PyArg_ParseTuple(args, "OOOOdOO", &low, &high, &wanted[0].obj, &wanted[1].obj, &cut,
+                          &wanted[2].obj, &wanted[3].obj) ||
+        !take_key(low, high, &key_low, &key_high) ||
+        !take_buffers(wanted, views, 4, WRONG_CONTENDERS)) {
         return NULL;
     }
-    Py_buffer values, ids = {0}, index, uniform;
-    int with_ids = ids_obj != Py_None;
-    if (!take_buffer(values_obj, &values, 'f', 0, WRONG_CONTENDERS)) {
-        return NULL;
-    }
-    if (with_ids && !take_buffer(ids_obj, &ids, 'q', 0, WRONG_CONTENDERS)) {
-        PyBuffer_Release(&values);
-        return NULL;
-    }
-    if (!take_buffer(index_obj, &index, 'q', 1, WRONG_CONTENDERS)) {
-        PyBuffer_Release(&values);
-        if (with_ids) PyBuffer_Release(&ids);
-        return NULL;
-    }
-    if (!take_buffer(uniform_obj, &uniform, 'f', 1, WRONG_CONTENDERS)) {
-        PyBuffer_Release(&values);
-        if (with_ids) PyBuffer_Release(&ids);
-        PyBuffer_Release(&index);
-        return NULL;
-    }
-    Py_ssize_t n = values.len / 4, count = 0;
+    const float *value = views[0].buf;
+    const int64_t *id = views[1].buf; /* NULL without ids */
+    int64_t *chosen = views[2].buf;
+    float *draw = views[3].buf;
+    Py_ssize_t n = views[0].len / 4, count = 0;
     int zero_drawn = 0;
-    int fits = (!with_ids || ids.len / 8 == n) && index.len / 8 >= n && uniform.len / 4 >= n;
+    int fits = (id == NULL || views[1].len / 8 == n) && views[2].len / 8 >= n &&
+               views[3].len / 4 >= n;
     if (!fits) {
         PyErr_SetString(PyExc_ValueError, WRONG_CONTENDERS);
-    } else {
-        const float *value = values.buf;
-        const int64_t *id = ids.buf;
-        int64_t *chosen = index.buf;
-        /* rounded to nearest, beyond float's range to an infinity (IEEE, C's Annex F):
-         * numpy's cast of the cut for `values >= cut` */
-        float *draw = uniform.buf, least = (float)cut;
-        int all = !isfinite(cut);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (!all && !(value[i] >= least)) {
-                continue;
-            }
-            int64_t position = with_ids ? id[i] : i;
-            if (position < 0) {
-                PyErr_SetString(PyExc_ValueError, NEGATIVE);
-                fits = 0;
-                break;
-            }
-            chosen[count] = i;
-            draw[count] = draw_at(key_low, key_high, (uint64_t)position, block, &computed);
-            zero_drawn |= draw[count++] == 0.0f;
-        }
     }
-    PyBuffer_Release(&values);
-    if (with_ids) PyBuffer_Release(&ids);
-    PyBuffer_Release(&index);
-    PyBuffer_Release(&uniform);
+    /* rounded to nearest, beyond float's range to an infinity (IEEE, C's Annex F): numpy's
+     * cast of the cut for `values >= cut` */
+    float least = (float)cut;
+    int all = !isfinite(cut);
+    for (Py_ssize_t i = 0; fits && i < n; i++) {
+        if (!all && !(value[i] >= least)) {
+            continue;
+        }
+        int64_t position = id != NULL ? id[i] : i;
+        if (position < 0) {
+            PyErr_SetString(PyExc_ValueError, NEGATIVE);
+            fits = 0;
+            break;
+        }
+        chosen[count] = i;
+        draw[count] = draw_at(key_low, key_high, (uint64_t)position, block, &computed);
+        zero_drawn |= draw[count++] == 0.0f;
+    }
+    release_buffers(views, 4);
     return fits ? Py_BuildValue("(nO)", count, zero_drawn ? Py_True : Py_False) : NULL;
 }
 
@@ -251,58 +206,43 @@ static const char WRONG_SCORES[] =
  * rule. */
 static PyObject *best_score(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *values_obj, *index_obj, *logs_obj;
+    Wanted wanted[3] = {{NULL, 'f', 0, 0}, {NULL, 'q', 0, 0}, {NULL, 'f', 0, 0}};
     float scale;
-    if (!PyArg_ParseTuple(args, "OOfO", &values_obj, &index_obj, &scale, &logs_obj)) {
+    Py_buffer views[3];
+    if (!PyArg_ParseTuple(args, "OOfO", &wanted[0].obj, &wanted[1].obj, &scale,
+                          &wanted[2].obj) ||
+        !take_buffers(wanted, views, 3, WRONG_SCORES)) {
         return NULL;
     }
-    Py_buffer values, index, logs;
-    if (!take_buffer(values_obj, &values, 'f', 0, WRONG_SCORES)) {
-        return NULL;
-    }
-    if (!take_buffer(index_obj, &index, 'q', 0, WRONG_SCORES)) {
-        PyBuffer_Release(&values);
-        return NULL;
-    }
-    if (!take_buffer(logs_obj, &logs, 'f', 0, WRONG_SCORES)) {
-        PyBuffer_Release(&values);
-        PyBuffer_Release(&index);
-        return NULL;
-    }
-    Py_ssize_t n = values.len / 4, count = index.len / 8;
-    const float *value = values.buf, *log_of = logs.buf;
-    const int64_t *at = index.buf;
-    int fits = logs.len / 4 == count && count > 0;
-    for (Py_ssize_t k = 0; fits && k < count; k++) {
-        fits = at[k] >= 0 && at[k] < n;
-    }
+    const float *value = views[0].buf, *log_of = views[2].buf;
+    const int64_t *at = views[1].buf;
+    Py_ssize_t n = views[0].len / 4, count = views[1].len / 8;
+    int fits = views[2].len / 4 == count && count > 0;
     int64_t best = -1;
-    if (fits) {
-        float top = 0.0f;
-        for (Py_ssize_t k = 0; k < count; k++) {
-            float score = value[at[k]] / scale - log_of[k];
-            if (isnan(score)) {
-                best = at[k];
-                break;
-            }
-            if (best < 0 || score > top) {
-                top = score;
-                best = at[k];
-            }
+    float top = 0.0f;
+    for (Py_ssize_t k = 0; fits && k < count; k++) {
+        if (at[k] < 0 || at[k] >= n) { /* never read outside the values */
+            fits = 0;
+            break;
         }
-    } else {
+        float score = value[at[k]] / scale - log_of[k];
+        if (isnan(score)) {
+            best = at[k];
+            break;
+        }
+        if (best < 0 || score > top) {
+            top = score;
+            best = at[k];
+        }
+    }
+    if (!fits) {
         PyErr_SetString(PyExc_ValueError, WRONG_SCORES);
     }
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&index);
-    PyBuffer_Release(&logs);
+    release_buffers(views, 3);
     return fits ? PyLong_FromLongLong(best) : NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"uniforms_at", uniforms_at, METH_VARARGS,
-     "uniforms_at(key_low, key_high, positions, out): numpy's float32 Philox draws at "
-     "positions, written to out."},
     {"uniform_at", uniform_at, METH_VARARGS,
      "uniform_at(key_low, key_high, position) -> float: the draw at one position."},
     {"contenders", contenders, METH_VARARGS,

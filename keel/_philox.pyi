@@ -1,6 +1,5 @@
 import numpy as np
 
-def uniforms_at(key_low: int, key_high: int, positions: np.ndarray, out: np.ndarray) -> None: ...
 def uniform_at(key_low: int, key_high: int, position: int) -> float: ...
 def contenders(
     key_low: int,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._philox import best_score, contenders, uniform_at, uniforms_at
+from ._philox import best_score, contenders, uniform_at
 from .params import GenerationParams
 
 # Above every Gumbel draw: the largest, from the largest float32 uniform (1 - 2^-24), is
@@ -45,37 +45,16 @@ def top_ids(values: np.ndarray, k: int) -> np.ndarray:
     return chosen[np.lexsort((chosen, -values[chosen]))]
 
 
-def gumbel_noise(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
-    """Gumbel(0, 1) noise of a step at the given vocabulary ids: entry i is what a
-    counter-based float32 stream keyed by (seed, step) gives at position ids[i].
-
-    The stream is numpy's Philox (`Generator(Philox(key)).random(size, dtype=float32)`),
-    computed only where asked (keel/_philox.c), since only the ids that could still win are
-    looked at; float32 halves the cost of the logarithms and is just as reproducible.
-    """
-    return _gumbel_in_place(_uniforms(seed, step, ids))
-
-
-def _uniforms(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
-    """The stream's float32 uniforms at `ids`."""
-    uniform = np.empty(ids.shape[0], dtype=np.float32)
-    # (seed, step) is the 128-bit key, so every step has its own independent stream;
-    # keying by counter instead would make step n+1 a shifted copy of step n.
-    uniforms_at(step, seed, np.ascontiguousarray(ids, dtype=np.int64), uniform)
-    return uniform
-
-
-def _gumbel_in_place(uniform: np.ndarray) -> np.ndarray:
-    """-log(-log(u)), in place: no second 49k-262k array per step."""
-    with np.errstate(divide="ignore"):
-        _double_log_in_place(uniform)
-    np.negative(uniform, out=uniform)
-    return uniform
-
-
 def _double_log_in_place(uniform: np.ndarray) -> None:
-    """log(-log(u)), the noise negated, with numpy's logarithms: the fingerprinted part of
-    the noise (noise_signature). log(0) warns unless the caller silences it."""
+    """log(-log(u)): the Gumbel(0, 1) noise negated, with numpy's logarithms, the
+    fingerprinted part of the noise (noise_signature). log(0) warns unless the caller
+    silences it.
+
+    A step's uniforms are numpy's Philox stream (`Generator(Philox(key)).random(size,
+    dtype=float32)`) keyed by (seed, step), drawn only where asked (keel/_philox.c): every
+    step has its own independent stream, where keying by counter would make step n+1 a
+    shifted copy of step n; float32 halves the cost of the logarithms and is just as
+    reproducible."""
     np.log(uniform, out=uniform)
     np.negative(uniform, out=uniform)
     np.log(uniform, out=uniform)
@@ -93,8 +72,9 @@ def noise_signature() -> str:
     miss gives. numpy's version and a digest of the noise on every 4099th possible uniform
     make any such change a different fingerprint instead.
     """
-    probe = np.arange(1, 1 << 24, 4099, dtype=np.float32) * np.float32(2**-24)
-    digest = hashlib.sha256(_gumbel_in_place(probe).tobytes()).hexdigest()[:16]
+    probe = np.arange(1, 1 << 24, 4099, dtype=np.float32) * np.float32(2**-24)  # no 0
+    _double_log_in_place(probe)
+    digest = hashlib.sha256(np.negative(probe).tobytes()).hexdigest()[:16]
     return f"numpy {np.__version__}, log {digest}"
 
 

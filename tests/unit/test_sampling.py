@@ -1,5 +1,6 @@
 """The sampler is a pure function; these checks run on plain arrays."""
 
+import math
 import os
 import random
 import subprocess
@@ -9,12 +10,12 @@ import warnings
 import numpy as np
 import pytest
 
-from keel._philox import best_score, contenders, uniform_at, uniforms_at
+from keel._philox import best_score, contenders, uniform_at
 from keel.params import GenerationParams, make_params
 from keel.sampling import (
     NOISE_CEILING,
+    _double_log_in_place,
     candidate_ids,
-    gumbel_noise,
     noise_signature,
     sample,
     token_logprob,
@@ -42,8 +43,22 @@ def test_top_k_one_equals_greedy_at_any_temperature():
             assert sample(logits, step, make_params("x", temperature=1.5, top_k=1)) == greedy
 
 
+def _noise_at(seed: int, step: int, ids: np.ndarray) -> np.ndarray:
+    """The noise the sampler draws at `ids`: its scan keeps every id for a cut that is not
+    finite, as after an infinite top."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    index, uniform = np.empty(ids.shape[0], dtype=np.int64), np.empty(ids.shape[0], np.float32)
+    count, _ = contenders(
+        step, seed, np.zeros(ids.shape[0], np.float32), ids, math.nan, index, uniform
+    )
+    assert count == ids.shape[0]
+    with np.errstate(divide="ignore"):
+        _double_log_in_place(uniform)
+    return -uniform
+
+
 def _noise(seed: int, step: int, size: int) -> np.ndarray:
-    return gumbel_noise(seed, step, np.arange(size))
+    return _noise_at(seed, step, np.arange(size))
 
 
 def test_noise_depends_only_on_seed_and_step():
@@ -75,61 +90,50 @@ def test_noise_at_chosen_ids_is_numpys_stream_there(seed: int, step: int):
     whole = _stream_noise(seed, step, size)
     assert np.array_equal(_noise(seed, step, size), whole)
     ids = np.random.default_rng(seed ^ step).integers(0, size, 5_000)
-    assert np.array_equal(gumbel_noise(seed, step, ids), whole[ids])
+    assert np.array_equal(_noise_at(seed, step, ids), whole[ids])
 
 
 def test_philox_refuses_buffers_it_cannot_fill():
-    """Wrong dtypes or lengths, and a read-only output, are typed errors, not a write past
+    """The sampler's C scans (keel/_philox.c): wrong dtypes or lengths, a read-only output,
+    an index outside the values or a key out of range are typed errors, not a write past
     the end or a silent partial result."""
-    positions, out = np.arange(4, dtype=np.int64), np.empty(4, dtype=np.float32)
-    uniforms_at(0, 0, positions, out)
-    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
-        uniforms_at(0, 0, positions, np.empty(3, dtype=np.float32))
-    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
-        uniforms_at(0, 0, positions, np.empty(4, dtype=np.float64))
-    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
-        uniforms_at(0, 0, np.arange(8, dtype=np.int32), out)  # the same bytes, not int64
-    with pytest.raises(ValueError, match="int64 positions and a float32 output"):
-        uniforms_at(0, 0, positions, np.empty(4, dtype=np.int32))
-    with pytest.raises(ValueError, match="not C-contiguous"):
-        uniforms_at(0, 0, positions, np.empty(8, dtype=np.float32)[::2])
-    with pytest.raises(ValueError, match="negative"):
-        uniforms_at(0, 0, np.array([0, 1, -2, 3]), out)
-    with pytest.raises(TypeError, match="bytes-like"):
-        uniforms_at(0, 0, [0, 1, 2, 3], out)
-    out.flags.writeable = False
-    with pytest.raises(ValueError, match="read-only"):
-        uniforms_at(0, 0, positions, out)
-    for key in [(-1, 0), (0, 2**64)]:  # refused, not wrapped around
-        with pytest.raises(OverflowError):
-            uniforms_at(*key, positions, np.empty(4, dtype=np.float32))
-
-
-def test_the_noisy_argmax_scans_refuse_buffers_they_cannot_use():
-    """The sampler's C scans (keel/_philox.c) check their buffers like uniforms_at: a
-    wrong dtype, a short output or an index outside the values is a typed error."""
     values = np.array([0.5, 2.0, -1.0, 2.0], dtype=np.float32)
-    index, uniform = np.empty(4, dtype=np.int64), np.empty(4, dtype=np.float32)
-    assert contenders(3, 7, values, None, 0.0, index, uniform) == (3, False)
+    index, out = np.empty(4, dtype=np.int64), np.empty(4, dtype=np.float32)
+    assert contenders(3, 7, values, None, 0.0, index, out) == (3, False)
     assert index[:3].tolist() == [0, 1, 3]
-    assert uniform[:3].tolist() == [uniform_at(3, 7, i) for i in (0, 1, 3)]
+    assert out[:3].tolist() == [uniform_at(3, 7, i) for i in (0, 1, 3)]
     ids = np.array([10, 11, 12, 13])
-    assert contenders(3, 7, values, ids, 1.0, index, uniform) == (2, False)
-    assert uniform[:2].tolist() == [uniform_at(3, 7, 11), uniform_at(3, 7, 13)]
+    assert contenders(3, 7, values, ids, 1.0, index, out) == (2, False)
+    assert out[:2].tolist() == [uniform_at(3, 7, 11), uniform_at(3, 7, 13)]
     assert best_score(values, np.array([1, 3]), 1.0, np.zeros(2, dtype=np.float32)) == 1
     for bad in [
-        (values.astype(np.float64), None, index, uniform),
-        (values, ids[:3], index, uniform),
-        (values, ids.astype(np.int32), index, uniform),
-        (values, None, index[:3], uniform),
-        (values, None, index, uniform[:3]),
+        (values.astype(np.float64), None, index, out),
+        (values, ids[:3], index, out),
+        (values, np.arange(8, dtype=np.int32), index, out),  # the same bytes, not int64
+        (values, ids.astype(np.int32), index, out),
+        (values, None, index[:3], out),
+        (values, None, index, out[:3]),
+        (values, None, index, np.empty(4, dtype=np.float64)),
+        (values, None, index, np.empty(4, dtype=np.int32)),
     ]:
         with pytest.raises(ValueError, match="contenders needs"):
             contenders(3, 7, bad[0], bad[1], 0.0, bad[2], bad[3])
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        contenders(3, 7, values, None, 0.0, index, np.empty(8, dtype=np.float32)[::2])
     with pytest.raises(ValueError, match="negative"):
-        contenders(3, 7, values, np.array([0, -1, 2, 3]), 0.0, index, uniform)
+        contenders(3, 7, values, np.array([0, -1, 2, 3]), 0.0, index, out)
     with pytest.raises(ValueError, match="negative"):
         uniform_at(3, 7, -1)
+    with pytest.raises(TypeError, match="bytes-like"):
+        contenders(3, 7, values, [0, 1, 2, 3], 0.0, index, out)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        contenders(3, 7, values, None, 0.0, index, out)
+    for key in [(-1, 0), (0, 2**64)]:  # refused, not wrapped around
+        with pytest.raises(OverflowError):
+            contenders(*key, values, None, 0.0, index, np.empty(4, dtype=np.float32))
+        with pytest.raises(OverflowError):
+            uniform_at(*key, 0)
     logs = np.zeros(2, dtype=np.float32)
     for bad_index, bad_logs in [
         (np.array([1, 4]), logs),  # past the end
