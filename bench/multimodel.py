@@ -3,14 +3,17 @@ other bundled model is loaded and has generated; then both models decoding at on
 
 Each runner lives in its own process (bench/common.py). T=0.7, raw prompt, 128 new
 tokens, 2 threads, median of REPEATS after a warm-up, interleaved; the limit row is a bare
-greedy argmax loop on the model's engine, alone. The next table runs
-both models at once from two threads of one process for BUSY_SECONDS and reports each
-model's tokens/s beside its speed alone (goal: each at least 0.9x; taking turns on the
-cores would give shares that add up to about 1). Its limit: the bare loops of both models
-at once, each in a process of its own with the one thread keel gives each of two busy
-models, beside their two-thread speed alone; no scheduling can keep more of a model's
-speed than this on the machine. The same again through one `keel serve`
-process: one streaming client per model (bench/server.py's requests), each model alone,
+greedy argmax loop on the model's engine, alone, and a last row runs keel alone with one
+thread: a model's share of two cores. The next table runs both models at once from two
+threads of one process for BUSY_SECONDS and reports each model's tokens/s beside its
+speed alone (goal: each at least 0.9x; taking turns on the cores would give shares that
+add up to about 1), then beside its one-thread speed alone. Its limit: the bare loops of
+both models at once, each in a process of its own with the one thread keel gives each of
+two busy models, beside their two-thread speed alone; no scheduling can keep more of a
+model's speed than this on the machine. The same limit beside each bare loop with one
+thread alone shows what is left once the cores are shared: how much the two models
+disturb each other through the memory and caches they share. The same again through one
+`keel serve` process: one streaming client per model (bench/server.py's requests), each model alone,
 then both at once.
 
 Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
@@ -57,6 +60,8 @@ def runner(name: str, model: str, start_at: str = "") -> Run:
         return one_thread_bare(model, float(start_at))
     if name == "bare":
         return lambda: rate_of(lambda: bare_loop(model, PROMPT, NEW_TOKENS))
+    if name == "alone, one thread":
+        os.environ["KEEL_THREADS"] = "1"  # read when the model loads, at the first run
     if name == "after other":
         for other in MODELS:
             if other != model:
@@ -93,24 +98,27 @@ def each_model_at_once(work: Callable[[str], None]) -> None:
         thread.join()
 
 
-def side_by_side_limit() -> dict[str, float]:
-    """Tokens/s of each model's bare one-thread loop while the other model's runs beside it,
-    each in its own process: the most two busy models can keep on this machine."""
-    start_at = time.time() + 20  # time to load and warm up
-    processes = {
-        model: RunnerProcess(__file__, "bare, one thread, timed", model, str(start_at))
-        for model in MODELS
-    }
+def one_thread_bare_rates(side_by_side: bool) -> dict[str, float]:
+    """Tokens/s of each model's bare one-thread loop, each in its own process: all models
+    at once (the most two busy models can keep on this machine), or one after another
+    (each model with the core that is its share of two, and nothing beside it)."""
     rates: dict[str, float] = {}
 
-    def measure(model: str) -> None:
-        rates[model] = processes[model]()[0]
+    def measure(model: str, start_at: float) -> None:
+        process = RunnerProcess(__file__, "bare, one thread, timed", model, str(start_at))
+        try:
+            rates[model] = process()[0]
+        finally:
+            process.close()
 
-    each_model_at_once(measure)
-    for process in processes.values():
-        process.close()
+    if side_by_side:
+        start_at = time.time() + 20  # time to load and warm up
+        each_model_at_once(lambda model: measure(model, start_at))
+    else:
+        for model in MODELS:
+            measure(model, time.time() + 20)
     if len(rates) != len(MODELS):
-        raise RuntimeError("a side-by-side runner failed (its error is above)")
+        raise RuntimeError("a one-thread runner failed (its error is above)")
     return rates
 
 
@@ -169,24 +177,38 @@ def main() -> None:
     generation_environment()
     print(f"{NEW_TOKENS} new tokens at T=0.7, 2 threads, median of {REPEATS} after warm-up")
     print(f"{'model':<14} {'process':<28} {'tok/s':>8} {'vs alone':>9}")
-    alone, bare_alone = {}, {}
+    alone, bare_alone, one_thread_alone = {}, {}, {}
     for model in MODELS:
         runners = {
             "alone": ["alone", model],
             "other model ran first": ["after other", model],
             "bare argmax loop (limit)": ["bare", model],
+            "alone, one thread": ["alone, one thread", model],
         }
         for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
             alone.setdefault(model, rate)
             if label.startswith("bare"):
                 bare_alone[model] = rate
+            if label == "alone, one thread":
+                one_thread_alone[model] = rate
             print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")
     busy = in_fresh_process(__file__, "--busy")
     print_shares(f"both models busy for {BUSY_SECONDS:.0f} s in one process", busy, alone)
     print_shares(
+        "the same against each alone with one thread (its share of two cores)",
+        busy,
+        one_thread_alone,
+    )
+    limit = one_thread_bare_rates(side_by_side=True)
+    print_shares(
         "limit: both bare loops at once, one thread each, own processes (vs bare, 2 threads)",
-        side_by_side_limit(),
+        limit,
         bare_alone,
+    )
+    print_shares(
+        "the same limit against each bare loop with one thread alone (its core, undisturbed)",
+        limit,
+        one_thread_bare_rates(side_by_side=False),
     )
     served_alone, served_busy = served_both_busy()
     print_shares(
