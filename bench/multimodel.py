@@ -177,21 +177,20 @@ def main() -> None:
     generation_environment()
     print(f"{NEW_TOKENS} new tokens at T=0.7, 2 threads, median of {REPEATS} after warm-up")
     print(f"{'model':<14} {'process':<28} {'tok/s':>8} {'vs alone':>9}")
-    alone, bare_alone, one_thread_alone = {}, {}, {}
+    labels = {
+        "alone": "alone",
+        "after other": "other model ran first",
+        "bare": "bare argmax loop (limit)",
+        "alone, one thread": "alone, one thread",
+    }
+    rates: dict[str, dict[str, float]] = {name: {} for name in labels}  # runner -> model -> tok/s
     for model in MODELS:
-        runners = {
-            "alone": ["alone", model],
-            "other model ran first": ["after other", model],
-            "bare argmax loop (limit)": ["bare", model],
-            "alone, one thread": ["alone, one thread", model],
-        }
-        for label, rate, ratio, _ in interleaved_processes(__file__, runners, REPEATS):
-            alone.setdefault(model, rate)
-            if label.startswith("bare"):
-                bare_alone[model] = rate
-            if label == "alone, one thread":
-                one_thread_alone[model] = rate
+        runners = {label: [name, model] for name, label in labels.items()}
+        results = interleaved_processes(__file__, runners, REPEATS)
+        for name, (label, rate, ratio, _) in zip(labels, results, strict=True):
+            rates[name][model] = rate
             print(f"{model:<14} {label:<28} {rate:>8.1f} {ratio:>8.3f}x")
+    alone, bare_alone, one_thread_alone = rates["alone"], rates["bare"], rates["alone, one thread"]
     busy = in_fresh_process(__file__, "--busy")
     print_shares(f"both models busy for {BUSY_SECONDS:.0f} s in one process", busy, alone)
     print_shares(
