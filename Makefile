@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/budget.py
 	$(PY) bench/cold.py
 	$(PY) bench/soak.py
+	$(PY) bench/chat.py
 	$(PY) bench/batch.py
 	$(PY) bench/remote.py
 

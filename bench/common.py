@@ -1,10 +1,12 @@
 """Shared by the benchmarks: the llama-cpp-python baseline with keel's context settings,
 runners in processes of their own, and interleaved timing with medians.
 
-Two llama.cpp contexts in one process disturb each other (each calling thread has its own
-OpenMP team), so a ratio between runners sharing a process can look perfect while every
-absolute figure is slowed alike. Every runner therefore lives in its own process, loads
-only what it measures, and waits idle (no CPU) while the others run."""
+Two llama.cpp contexts in one process can disturb each other: each thread that calls
+llama_decode gets its own OpenMP team, which keel avoids (engine/compute.py) and
+llama-cpp-python's Llama does not, and even keel's contexts share caches and the GIL. A
+ratio between runners sharing a process can then look perfect while every absolute figure
+is slowed alike. Every runner therefore lives in its own process, loads only what it
+measures, and waits idle (no CPU) while the others run."""
 
 from __future__ import annotations
 

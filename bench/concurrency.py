@@ -1,27 +1,29 @@
-"""Throughput under concurrent load and prefix reuse, both models, in one run.
+"""Throughput under concurrent load and prefix reuse, for each bundled model in a process
+of its own (the models run one after the other, never side by side).
 
 1. Aggregate tokens/s for 1, 4 and 8 concurrent requests (threads) against the same
    requests run one after another. The model's worker decodes concurrent requests in one
-   batch at the sizes its load-time self-check proved exact; prefills run one at a time.
-   The mean batch size the worker achieved is printed too. Requests share one prompt
-   (different seeds: the prompt's prefill is kept per slot) or have distinct prompts
-   (every request pays its prefill, one at a time).
-   The limit column is a bare loop on the model's engine decoding one greedy token for
-   each of as many distinct prompts per step (bench/common.py), prompts aside.
-2. Prefill time of a ~1,500-token prompt cold vs. with a warm 1,024-token prefix (two
-   whole chunks reused), median of REPEATS.
+   batch at the sizes its load-time self-check proved exact, and prefills short prompts
+   that arrive together in one pass where that is proven exact too. The mean batch size
+   the worker achieved is printed too. Requests share one prompt (different seeds: the
+   prompt's prefill is kept per slot) or have distinct prompts (every request pays its
+   prefill). The limit column is a bare loop on the model's engine decoding one greedy
+   token for each of as many distinct prompts per step (bench/common.py), prompts aside.
+2. Prefill time of a ~1,500-token prompt cold vs. after another one that shares its first
+   1,024 tokens (the KV of that prefix reused), median of REPEATS.
 
 Usage: python bench/concurrency.py   (BENCH_REPEATS=N, BENCH_ROUNDS=N, BENCH_NEW_TOKENS=N)
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import bare_batch_rate, generation_environment
+from common import bare_batch_rate, generation_environment, in_fresh_process, main_or_runner
 
 import keel
 from keel.config import thread_count
@@ -95,49 +97,67 @@ def prefill_seconds(model: str, prompt: str, warm: bool) -> float:
     return events[-1].prompt_tokens / events[-1].prompt_tps
 
 
+def model_figures(model: str) -> dict:
+    """Both tables' figures for one model, measured in this process (one model per
+    process: the other model's context is never loaded beside it)."""
+    limits = {  # before the rows, so the rows find the slots as their requests left them
+        concurrency: bare_batch_rate(
+            model, [request_prompt(i, True, 0) for i in range(concurrency)], NEW_TOKENS
+        )
+        for concurrency in CONCURRENCY
+    }
+    request(model, 0, distinct=False)  # warm up
+    rows = []
+    for distinct in (False, True):
+        for concurrency in CONCURRENCY:
+            rounds = [throughput(model, concurrency, distinct, r) for r in range(ROUNDS)]
+            serial, concurrent, batch = (
+                statistics.median(column) for column in zip(*rounds, strict=True)
+            )
+            ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
+            rows.append((distinct, concurrency, serial, concurrent, ratio, batch))
+    first = long_prompt(model, " First question: what did the keeper see")
+    second = long_prompt(model, " Second question: who built the tower")
+    cold, warm = [], []
+    for _ in range(REPEATS):
+        cold.append(prefill_seconds(model, first, warm=False))
+        warm.append(prefill_seconds(model, second, warm=True))
+    return {
+        "rows": rows,
+        "limits": limits,
+        "sizes": list(load_location(resolve_model(model)).engine.batch_sizes),
+        "prefill": (statistics.median(cold), statistics.median(warm)),
+    }
+
+
 def main() -> None:
     generation_environment()
     print(
-        f"{NEW_TOKENS} new tokens per request, T=0.7, {thread_count()} threads, "
-        f"medians of {ROUNDS} rounds (ratio: median of same-round ratios)"
+        f"{NEW_TOKENS} new tokens per request, T=0.7, {thread_count()} threads, each model "
+        f"in its own process, medians of {ROUNDS} rounds (ratio: median of same-round ratios)"
     )
     print(
         f"{'model':<14} {'prompts':<9} {'requests':>8} {'serial tok/s':>13} {'concurrent':>11} "
         f"{'ratio':>7} {'batch':>6} {'limit':>6} {'proven sizes'}"
     )
+    prefills = {}
     for model in MODELS:
-        limits = {  # before the rows, so the rows find the slots as their requests left them
-            concurrency: bare_batch_rate(
-                model, [request_prompt(i, True, 0) for i in range(concurrency)], NEW_TOKENS
+        found = in_fresh_process(__file__, f"--{model}")
+        for distinct, concurrency, serial, concurrent, ratio, batch in found["rows"]:
+            print(
+                f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
+                f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} "
+                f"{found['limits'][str(concurrency)]:>6.1f} {tuple(found['sizes'])}",
+                flush=True,
             )
-            for concurrency in CONCURRENCY
-        }
-        request(model, 0, distinct=False)  # warm up
-        sizes = load_location(resolve_model(model)).engine.batch_sizes
-        for distinct in (False, True):
-            for concurrency in CONCURRENCY:
-                rounds = [throughput(model, concurrency, distinct, r) for r in range(ROUNDS)]
-                serial, concurrent, batch = (
-                    statistics.median(column) for column in zip(*rounds, strict=True)
-                )
-                ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
-                print(
-                    f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
-                    f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} "
-                    f"{limits[concurrency]:>6.1f} {sizes}"
-                )
+        prefills[model] = found["prefill"]
     print(f"\nprefill of a ~1,500-token prompt, median of {REPEATS}")
     print(f"{'model':<14} {'cold s':>8} {'warm s':>8} {'speed-up':>9}")
-    for model in MODELS:
-        first = long_prompt(model, " First question: what did the keeper see")
-        second = long_prompt(model, " Second question: who built the tower")
-        cold, warm = [], []
-        for _ in range(REPEATS):
-            cold.append(prefill_seconds(model, first, warm=False))
-            warm.append(prefill_seconds(model, second, warm=True))
-        c, w = statistics.median(cold), statistics.median(warm)
-        print(f"{model:<14} {c:>8.2f} {w:>8.2f} {c / w:>8.2f}x")
+    for model, (cold, warm) in prefills.items():
+        print(f"{model:<14} {cold:>8.2f} {warm:>8.2f} {cold / warm:>8.2f}x")
 
 
 if __name__ == "__main__":
-    main()
+    main_or_runner(
+        main, one_shots={f"--{model}": functools.partial(model_figures, model) for model in MODELS}
+    )
