@@ -2,10 +2,12 @@
 
 One `keel serve` process, 32 streaming clients sending BENCH_REQUESTS requests (default
 1,000) back to back: distinct prompts, 64 new tokens, greedy and seeded T=0.7 alternately.
-Reported: throughput, time to first token and inter-token latency (p50/p99), errors, and
-the server's resident memory, open file descriptors and threads at start, after a warm-up
-of one request per client, and at the end. The goal is no growth after the warm-up beyond
-5% of memory (allocator noise) and none in descriptors or threads.
+Reported: throughput beside its limit (the bare loop of bench/common.py with a row in each
+of the server's slots, in a process of its own before the server starts), time to first
+token and inter-token latency (p50/p99), errors, and the server's resident memory, open
+file descriptors and threads at start, after a warm-up of one request per client, and at
+the end. The goal is no growth after the warm-up beyond 5% of memory (allocator noise) and
+none in descriptors or threads.
 
 Usage: python bench/soak.py   (BENCH_REQUESTS=N, BENCH_CLIENTS=N)
 """
@@ -17,8 +19,12 @@ import threading
 from dataclasses import dataclass
 
 import psutil
+from common import bare_batch_rate, in_fresh_process, main_or_runner
 from server import (
+    MODEL,
+    NEW_TOKENS,
     Tally,
+    bare_prompts,
     in_threads,
     keel_serve,
     new_client,
@@ -26,6 +32,8 @@ from server import (
     percentile,
     server_process,
 )
+
+from keel.config import settings
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
@@ -64,7 +72,16 @@ def run(url: str, count: int, first_index: int, tally: Tally) -> float:
     return in_threads(CLIENTS, client_loop)
 
 
+def measure_limit() -> float:
+    """tok/s of the bare loop (bench/common.py) with a row in every slot of keel serve:
+    the most the server could stream to its busy slots, prompts and HTTP aside. Run in a
+    process of its own before the server starts."""
+    prompts = bare_prompts(settings().slots)
+    return bare_batch_rate(MODEL, prompts, NEW_TOKENS)
+
+
 def main() -> None:
+    limit = float(in_fresh_process(__file__, "--limit"))
     command, env = keel_serve()
     with server_process(command, env) as (url, process):
         start = footprint(process.pid)
@@ -73,11 +90,15 @@ def main() -> None:
         tally = Tally()
         elapsed = run(url, REQUESTS, 0, tally)
         end = footprint(process.pid)
-    print(f"keel serve soak: {REQUESTS} requests, {CLIENTS} streaming clients, 64 new tokens")
+    load = f"{REQUESTS} requests, {CLIENTS} streaming clients, {NEW_TOKENS} new tokens"
+    print(f"keel serve soak: {load}")
     print(
         f"{tally.requests} ok, {tally.errors} errors in {elapsed:.1f} s: "
-        f"{tally.tokens / elapsed:.1f} tok/s, {tally.requests / elapsed:.2f} req/s"
+        f"{tally.tokens / elapsed:.1f} tok/s ({tally.tokens / elapsed / limit:.2f}x the limit), "
+        f"{tally.requests / elapsed:.2f} req/s"
     )
+    slots = settings().slots
+    print(f"limit: the bare loop with a row in each of the {slots} slots, {limit:.1f} tok/s")
     print(
         f"TTFT p50 {percentile(tally.first_token, 50) * 1000:.0f} ms, "
         f"p99 {percentile(tally.first_token, 99) * 1000:.0f} ms; "
@@ -95,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_runner(main, one_shots={"--limit": measure_limit})
