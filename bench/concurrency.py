@@ -115,7 +115,9 @@ def model_figures(model: str) -> dict:
                 statistics.median(column) for column in zip(*rounds, strict=True)
             )
             ratio = statistics.median(c / s for s, c, _ in rounds)  # paired per round
-            rows.append((distinct, concurrency, serial, concurrent, ratio, batch))
+            rows.append(
+                (distinct, concurrency, serial, concurrent, ratio, batch, limits[concurrency])
+            )
     first = long_prompt(model, " First question: what did the keeper see")
     second = long_prompt(model, " Second question: who built the tower")
     cold, warm = [], []
@@ -124,7 +126,6 @@ def model_figures(model: str) -> dict:
         warm.append(prefill_seconds(model, second, warm=True))
     return {
         "rows": rows,
-        "limits": limits,
         "sizes": list(load_location(resolve_model(model)).engine.batch_sizes),
         "prefill": (statistics.median(cold), statistics.median(warm)),
     }
@@ -143,11 +144,11 @@ def main() -> None:
     prefills = {}
     for model in MODELS:
         found = in_fresh_process(__file__, f"--{model}")
-        for distinct, concurrency, serial, concurrent, ratio, batch in found["rows"]:
+        for distinct, concurrency, serial, concurrent, ratio, batch, limit in found["rows"]:
             print(
                 f"{model:<14} {'distinct' if distinct else 'same':<9} {concurrency:>8} "
                 f"{serial:>13.1f} {concurrent:>11.1f} {ratio:>6.2f}x {batch:>6.2f} "
-                f"{found['limits'][str(concurrency)]:>6.1f} {tuple(found['sizes'])}",
+                f"{limit:>6.1f} {tuple(found['sizes'])}",
                 flush=True,
             )
         prefills[model] = found["prefill"]
