@@ -16,6 +16,10 @@ for the same request, median over requests; and time to first token. T=0.7 apart
 greedy shows what keel's sampler costs a stream (greedy streams are the same text on
 both servers; sampled ones are not, since llama-server's sampler is not keel's).
 
+The limit row is the bare loop of bench/common.py on the first round's prompt (greedy, one
+row, in a process of its own before the servers start); its ratio is to llama-server's
+median greedy figure, not paired.
+
 Each request is also sent whole, not streamed, and both kinds are timed from sending to
 the end of the response, per completion token: what streaming adds is the difference,
 and the not-streamed ratio to llama-server is what the two engines' per-token paths take
@@ -33,12 +37,15 @@ import time
 from collections import defaultdict
 from contextlib import ExitStack
 
+from common import bare_batch_rate, in_fresh_process, main_or_runner
 from server import (
     FEW_NAMES,
     MODEL,
+    NEW_TOKENS,
     THREADS,
     TWIN_NAME,
     Tally,
+    bare_prompts,
     new_client,
     one_request,
     request_body,
@@ -86,7 +93,15 @@ def paired(times: list[float], base: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(times, base, strict=True))
 
 
+def limit_seconds() -> float:
+    """Seconds a greedy token takes in the bare loop (bench/common.py) on the first round's
+    prompt, one row: the least a streamed token could take, sampler and HTTP aside. Run
+    in a process of its own before the servers start."""
+    return 1 / bare_batch_rate(MODEL, bare_prompts(1), NEW_TOKENS)
+
+
 def main() -> None:
+    limit = float(in_fresh_process(__file__, "--limit"))
     path = str(resolve_model(MODEL).path)
     chosen = {name: run for name, run in servers(path).items() if name in FEW_NAMES}
     if ANCHOR not in chosen:
@@ -132,6 +147,8 @@ def main() -> None:
                 f"{name:<20} {temperature:>4} {statistics.median(tokens) * 1e3:>11.3f} "
                 f"{ratio:>5.3f}x {first * 1e3:>14.1f}"
             )
+    anchor = statistics.median(times["token", ANCHOR, 0.0])
+    print(f"{'bare loop (limit)':<20} {0.0:>4} {limit * 1e3:>11.3f} {limit / anchor:>5.3f}x")
     print(
         "\nwhole requests, sending to the end of the response, ms a completion token; "
         "ratio as above"
@@ -163,4 +180,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_runner(main, one_shots={"--limit": limit_seconds})

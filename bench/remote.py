@@ -4,8 +4,10 @@ One `keel serve` process (its cache off, so every request generates) answers two
 runners, each in its own process and run in turn, twice (openai, keel, openai, keel): the
 openai package streaming /v1/chat/completions itself, and keel.generate_iter with
 model="keel:...". Per request: time to the first text and tokens/s after it (pieces
-received / time from first to last). Then, in one more process, the in-process cache-hit
-latency of generate() for a remote result, beside a local model's hit.
+received / time from first to last), beside the limit: the bare loop of bench/common.py
+on the same prompt (greedy, one row, raw), in a process of its own before the server
+starts. Then, in one more process, the in-process cache-hit latency of generate() for a
+remote result, beside a local model's hit.
 
 Usage: python bench/remote.py   (BENCH_REPEATS=N requests per runner and round, default 7)
 """
@@ -20,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import bare_batch_rate, in_fresh_process, main_or_runner
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
@@ -113,9 +117,15 @@ def _child(runner: str, url: str, env: dict[str, str]) -> object:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def limit_rate() -> float:
+    """Tokens/s of the bare loop on PROMPT, one greedy row: the most one stream could get."""
+    return bare_batch_rate(MODEL, [PROMPT], TOKENS)
+
+
 def main() -> None:
     from serving import keel_serve
 
+    limit = float(in_fresh_process(__file__, "--limit"))
     cache_dir = tempfile.mkdtemp(prefix="keel-bench-remote-")
     quiet = {"KEEL_THREADS": "2", "KEEL_CACHE": "0"}
     with keel_serve("--model", MODEL, env=quiet) as url:
@@ -140,6 +150,8 @@ def main() -> None:
             f"{label:<34}{ttft[name]:>10.2f}{added:>8.2f}{rate[name]:>10.1f}{ratio:>8.3f}"
             f"{cpu[name]:>14.0f}{cpu[name] - cpu['openai']:>7.0f}"
         )
+    label = "bare loop on keel's engine (limit)"
+    print(f"{label:<34}{'':>10}{'':>8}{limit:>10.1f}{limit / rate['openai']:>8.3f}")
     print()
     print(f"{'cache hit, generate() in-process':<34}{'µs':>10}{'ratio':>8}")
     for name in ("local", "remote"):
@@ -150,4 +162,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--runner":
         print(json.dumps(RUNNERS[sys.argv[2]](sys.argv[3])))
     else:
-        main()
+        main_or_runner(main, one_shots={"--limit": limit_rate})
