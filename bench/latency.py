@@ -101,11 +101,11 @@ def limit_seconds() -> float:
 
 
 def main() -> None:
-    limit = float(in_fresh_process(__file__, "--limit"))
     path = str(resolve_model(MODEL).path)
     chosen = {name: run for name, run in servers(path).items() if name in FEW_NAMES}
     if ANCHOR not in chosen:
         raise SystemExit("bench/latency.py compares with llama-server: build it first")
+    limit = float(in_fresh_process(__file__, "--limit"))
     names = list(chosen)
     # (what, server, temperature) -> one figure per request: "first" (time to first
     # token), "token" (ms a streamed token), "streamed" and "whole" (whole request, a token)
