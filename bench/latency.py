@@ -37,15 +37,14 @@ import time
 from collections import defaultdict
 from contextlib import ExitStack
 
-from common import bare_batch_rate, in_fresh_process, main_or_runner
+from common import in_fresh_process, main_or_runner
 from server import (
     FEW_NAMES,
     MODEL,
-    NEW_TOKENS,
     THREADS,
     TWIN_NAME,
     Tally,
-    bare_prompts,
+    bare_load_rate,
     new_client,
     one_request,
     request_body,
@@ -97,7 +96,7 @@ def limit_seconds() -> float:
     """Seconds a greedy token takes in the bare loop (bench/common.py) on the first round's
     prompt, one row: the least a streamed token could take, sampler and HTTP aside. Run
     in a process of its own before the servers start."""
-    return 1 / bare_batch_rate(MODEL, bare_prompts(1), NEW_TOKENS)
+    return 1 / bare_load_rate(1)
 
 
 def main() -> None:

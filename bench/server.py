@@ -434,12 +434,16 @@ def bare_prompts(count: int) -> list[str]:
     return [request_body(index)["prompt"] for index in range(count)]
 
 
+def bare_load_rate(clients: int) -> float:
+    """tok/s of a bare batched decode loop on keel's engine (bench/common.py) with the
+    load's first `clients` prompts: the most a server could stream to that many clients,
+    prompts and HTTP aside. Call it in a process of its own before any server starts."""
+    return bare_batch_rate(MODEL, bare_prompts(clients), NEW_TOKENS)
+
+
 def measure_limits() -> dict[int, float]:
-    """tok/s of a bare batched decode loop on keel's engine at each level, with the
-    level's prompts (bench/common.py): the most a server could stream, prompts and HTTP
-    aside. Run by main in a process of its own before any server starts."""
-    prompts = bare_prompts(max(LEVELS))
-    return {clients: bare_batch_rate(MODEL, prompts[:clients], NEW_TOKENS) for clients in LEVELS}
+    """bare_load_rate at each level; run by main in a process of its own."""
+    return {clients: bare_load_rate(clients) for clients in LEVELS}
 
 
 def print_twin(keel: Runner, twin: Runner) -> None:

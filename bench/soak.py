@@ -19,12 +19,11 @@ import threading
 from dataclasses import dataclass
 
 import psutil
-from common import bare_batch_rate, in_fresh_process, main_or_runner
+from common import in_fresh_process, main_or_runner
 from server import (
-    MODEL,
     NEW_TOKENS,
     Tally,
-    bare_prompts,
+    bare_load_rate,
     in_threads,
     keel_serve,
     new_client,
@@ -76,8 +75,7 @@ def measure_limit() -> float:
     """tok/s of the bare loop (bench/common.py) with a row in every slot of keel serve:
     the most the server could stream to its busy slots, prompts and HTTP aside. Run in a
     process of its own before the server starts."""
-    prompts = bare_prompts(settings().slots)
-    return bare_batch_rate(MODEL, prompts, NEW_TOKENS)
+    return bare_load_rate(settings().slots)
 
 
 def main() -> None:
