@@ -13,14 +13,25 @@ two busy models, beside their two-thread speed alone; no scheduling can keep mor
 model's speed than this on the machine. The same limit beside each bare loop with one
 thread alone shows what is left once the cores are shared: how much the two models
 disturb each other through the memory and caches they share. The same again through one
-`keel serve` process: one streaming client per model (bench/server.py's requests), each model alone,
-then both at once.
+`keel serve` process: one streaming client per model (bench/server.py's requests), each
+model alone, then both at once; and last, each model alone through a keel serve that
+decodes with one thread, its share of two cores, which the goal's "each getting its
+share" reads against.
+
+Where two runners are busy at once, both count only the tokens made inside one window of
+BUSY_SECONDS, and both keep working to its end: a model that went on to finish its last
+generation after the other had stopped would have run that tail alone, with the machine
+to itself, and would have taken the other's rate down with it when both were timed to the
+end of the slower one.
 
 Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
 import statistics
 import threading
@@ -30,6 +41,7 @@ from collections.abc import Callable
 from common import (
     Run,
     RunnerProcess,
+    bare_batch_steps,
     bare_loop,
     generation_environment,
     in_fresh_process,
@@ -37,7 +49,7 @@ from common import (
     main_or_runner,
     rate_of,
 )
-from server import keel_serve, load, serving
+from server import keel_serve, new_client, request_body, serving
 
 import keel
 
@@ -48,11 +60,19 @@ BUSY_SECONDS = float(os.environ.get("BENCH_BUSY_SECONDS", "20"))
 MODELS = ["smollm2-135m", "gemma3-270m"]
 
 
-def generate(model: str, seed: int = 0) -> int:
+def generate(model: str, seed: int = 0, until: float = math.inf) -> int:
+    """The tokens of one generation made before `until` (perf_counter); a generation still
+    running then is cancelled there."""
     events = keel.stream_generate(
         PROMPT, model=model, raw=True, max_new_tokens=NEW_TOKENS, seed=seed, temperature=0.7
     )
-    return sum(1 for _ in events)
+    made = 0
+    with contextlib.closing(events):
+        for _ in events:
+            if time.perf_counter() >= until:
+                break
+            made += 1
+    return made
 
 
 def runner(name: str, model: str, start_at: str = "") -> Run:
@@ -70,9 +90,10 @@ def runner(name: str, model: str, start_at: str = "") -> Run:
 
 
 def one_thread_bare(model: str, start_at: float) -> Run:
-    """Bare loops with one thread from the wall-clock time `start_at` for BUSY_SECONDS, so
-    that runners in other processes can start at the same moment. Loads and warms up now,
-    before the start."""
+    """Bare loops with one thread through the BUSY_SECONDS from the wall-clock time
+    `start_at`, so that runners in other processes share the window; only the steps that
+    end inside it count (the loop running at its end finishes outside it). Loads and warms
+    up now, before the start."""
     os.environ["KEEL_THREADS"] = "1"
     bare_loop(model, PROMPT, 8)
 
@@ -81,10 +102,14 @@ def one_thread_bare(model: str, start_at: float) -> Run:
         if late > 1.0:
             raise RuntimeError(f"{model}: loading overran the common start by {late:.1f} s")
         time.sleep(max(0.0, -late))
-        tokens, started = 0, time.perf_counter()
-        while time.perf_counter() - started < BUSY_SECONDS:
-            tokens += bare_loop(model, PROMPT, NEW_TOKENS)
-        return tokens / (time.perf_counter() - started), tokens
+        tokens, until = 0, time.perf_counter() + BUSY_SECONDS
+        while time.perf_counter() < until:
+            seconds = bare_batch_steps(model, [PROMPT], NEW_TOKENS)
+            step_end = time.perf_counter()
+            for step in reversed(seconds):  # the steps' ends, the last one first
+                tokens += step_end <= until
+                step_end -= step
+        return tokens / BUSY_SECONDS, tokens
 
     return run
 
@@ -123,40 +148,82 @@ def one_thread_bare_rates(side_by_side: bool) -> dict[str, float]:
 
 
 def both_busy() -> dict[str, float]:
-    """Tokens/s of each model while both generate continuously from their own threads."""
+    """Tokens/s of each model while both generate continuously from their own threads,
+    counted over the same BUSY_SECONDS: neither model finishes a generation alone."""
     for model in MODELS:
         generate(model)  # load and warm up
     counts = dict.fromkeys(MODELS, 0)
-    deadline = time.perf_counter() + BUSY_SECONDS
+    until = time.perf_counter() + BUSY_SECONDS
 
     def keep_busy(model: str) -> None:
         seed = 1
-        while time.perf_counter() < deadline:
-            counts[model] += generate(model, seed)
+        while time.perf_counter() < until:
+            counts[model] += generate(model, seed, until)
             seed += 1
 
-    started = time.perf_counter()
     each_model_at_once(keep_busy)
-    elapsed = time.perf_counter() - started
-    return {model: count / elapsed for model, count in counts.items()}
+    return {model: count / BUSY_SECONDS for model, count in counts.items()}
+
+
+def served_tokens(url: str, model: str, first_index: int, until: float) -> int:
+    """The tokens one streaming client receives from keel serve before `until`
+    (perf_counter), sending bench/server.py's requests back to back. A request still
+    streaming then is dropped, its tokens so far counted a chunk each (keel sends a chunk a
+    token, except for a token whose text it holds back)."""
+    tokens, index = 0, first_index
+    with new_client() as client:
+        while time.perf_counter() < until:
+            body = request_body(index, model)
+            with client.stream("POST", f"{url}/v1/completions", json=body) as response:
+                response.raise_for_status()
+                chunks = 0
+                for line in response.iter_lines():
+                    if time.perf_counter() >= until:
+                        return tokens + chunks
+                    if line.startswith("data: {"):
+                        data = json.loads(line.removeprefix("data: "))
+                        if "error" in data:
+                            raise RuntimeError(f"{model}: {data['error']}")
+                        if data.get("usage"):
+                            chunks = data["usage"]["completion_tokens"]
+                        elif data["choices"]:
+                            chunks += 1
+            tokens += chunks
+            index += 1
+    return tokens
+
+
+def served_alone(url: str) -> dict[str, float]:
+    """Output tokens/s per model from the keel serve at `url`, one model at a time (each
+    loaded and warmed up first)."""
+    for model in MODELS:
+        served_tokens(url, model, 0, time.perf_counter() + 2)
+    alone = {}
+    for number, model in enumerate(MODELS, start=1):
+        until = time.perf_counter() + BUSY_SECONDS
+        alone[model] = served_tokens(url, model, number * 10**6, until) / BUSY_SECONDS
+    return alone
+
+
+def served_alone_one_thread() -> dict[str, float]:
+    """Each model alone through a keel serve that decodes with one thread: a served
+    model's share of two cores, the goal's baseline for two busy models."""
+    command, env = keel_serve()
+    with serving(command, {**env, "KEEL_THREADS": "1"}) as url:
+        return served_alone(url)
 
 
 def served_both_busy() -> tuple[dict[str, float], dict[str, float]]:
     """Output tokens/s per model from one keel serve: each alone, then both at once."""
     command, env = keel_serve()
     with serving(command, env) as url:
-        for model in MODELS:
-            load(url, 1, 0, model, seconds=2)  # load and warm up
-        alone = {}
-        for number, model in enumerate(MODELS, start=1):
-            tally, elapsed = load(url, 1, number * 10**6, model, seconds=BUSY_SECONDS)
-            alone[model] = tally.tokens / elapsed
+        alone = served_alone(url)
         rates: dict[str, float] = {}
+        until = time.perf_counter() + BUSY_SECONDS
 
         def keep_busy(model: str) -> None:
             first_index = MODELS.index(model) * 10**7
-            tally, elapsed = load(url, 1, first_index, model, seconds=BUSY_SECONDS)
-            rates[model] = tally.tokens / elapsed
+            rates[model] = served_tokens(url, model, first_index, until) / BUSY_SECONDS
 
         each_model_at_once(keep_busy)
     return alone, rates
@@ -209,11 +276,16 @@ def main() -> None:
         limit,
         one_thread_bare_rates(side_by_side=False),
     )
-    served_alone, served_busy = served_both_busy()
+    served_two_threads, served_busy = served_both_busy()
     print_shares(
         f"one keel serve, a streaming client per model ({BUSY_SECONDS:.0f} s each phase)",
         served_busy,
-        served_alone,
+        served_two_threads,
+    )
+    print_shares(
+        "the same against each model alone through a keel serve with one thread (its share)",
+        served_busy,
+        served_alone_one_thread(),
     )
 
 
