@@ -16,7 +16,9 @@ The limit row is a bare loop on keel's engine decoding one greedy token for each
 prompt per step (bench/common.py), measured in a process of its own before the servers
 start: the most a server could stream, prompts and HTTP aside.
 
-Reported per level: output tokens/s (median of the windows), the paired ratio and the
+Reported per level: output tokens/s (median of the windows; a window counts the tokens
+that streamed inside it, so that the requests still running at its end, which finish with
+fewer and fewer clients, do not count as that level), the paired ratio and the
 middle half of the rounds' ratios (its spread), requests/s, time to first token and
 inter-token latency (p50/p99), errors, and the determinism rate: the share of the
 8-client responses (up to BENCH_CHECKS of them) that are byte-identical to the same
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -82,6 +85,7 @@ ROOT = Path(__file__).parents[1]
 @dataclass
 class Tally:
     tokens: int = 0
+    in_window: int = 0  # of those, the tokens that streamed before their window ended
     requests: int = 0
     errors: int = 0
     first_token: list[float] = field(default_factory=list)
@@ -92,6 +96,7 @@ class Tally:
     def absorb(self, other: Tally) -> None:
         """Add another tally's requests to this one."""
         self.tokens += other.tokens
+        self.in_window += other.in_window
         self.requests += other.requests
         self.errors += other.errors
         self.first_token.extend(other.first_token)
@@ -176,8 +181,11 @@ def one_request(
     tally: Tally,
     model: str = MODEL,
     extra: dict | None = None,
+    until: float = math.inf,
 ) -> None:
-    """One streamed request (request_body's, with `extra` fields added), into `tally`."""
+    """One streamed request (request_body's, with `extra` fields added), into `tally`;
+    its tokens that streamed after `until` (perf_counter), the end of its window, count in
+    tally.tokens but not in tally.in_window."""
     sent = time.perf_counter()
     pieces: list[str] = []
     stamps: list[float] = []
@@ -204,7 +212,11 @@ def one_request(
         return
     with tally.lock:
         tally.requests += 1
-        tally.tokens += usage if usage is not None else len(pieces)
+        tokens = usage if usage is not None else len(pieces)
+        tally.tokens += tokens
+        if stamps and stamps[-1] >= until:  # a token a chunk, but for held-back text
+            tokens = sum(stamp < until for stamp in stamps)
+        tally.in_window += tokens
         tally.texts[index] = "".join(pieces)
         if stamps:
             tally.first_token.append(stamps[0] - sent)
@@ -219,7 +231,9 @@ def load(
     seconds: float = SECONDS,
     extra: dict | None = None,
 ) -> tuple[Tally, float]:
-    """`clients` streaming clients sending requests back to back for `seconds`."""
+    """`clients` streaming clients sending requests back to back for `seconds`; the
+    requests still running then finish. Returns the tally and the seconds until they
+    have."""
     tally = Tally()
     counter = iter(range(first_index, 10**9))
     stop_at = time.perf_counter() + seconds
@@ -227,7 +241,7 @@ def load(
     def client_loop() -> None:
         with new_client() as client:
             while time.perf_counter() < stop_at:
-                one_request(client, url, next(counter), tally, model, extra)
+                one_request(client, url, next(counter), tally, model, extra, stop_at)
 
     return tally, in_threads(clients, client_loop)
 
@@ -269,10 +283,13 @@ class Level:
     elapsed: float = 0.0
     rates: list[float] = field(default_factory=list)  # tok/s of each window, round by round
 
-    def add(self, window: Tally, elapsed: float) -> None:
+    def add(self, window: Tally, elapsed: float, seconds: float) -> None:
+        """A window of `seconds` whose last requests finished `elapsed` seconds after it
+        began. Its tok/s counts only what streamed inside it: the requests that finish
+        after it, with fewer and fewer clients left, would mix the drain into the level."""
         self.tally.absorb(window)
         self.elapsed += elapsed
-        self.rates.append(window.tokens / elapsed)
+        self.rates.append(window.in_window / seconds)
 
     def ratios_to(self, base: Level) -> list[float]:
         """tok/s over `base`'s, window by window: the two ran seconds apart in each round."""
@@ -312,7 +329,7 @@ def take_turns(runners: list[Runner]) -> None:
                 for other, start in zip(waiting, before, strict=True):
                     used = (cpu_seconds(other.pid) - start) / elapsed
                     other.idle_cpu = max(other.idle_cpu, used)
-                runner.levels[clients].add(window, elapsed)
+                runner.levels[clients].add(window, elapsed, SECONDS)
         print(f"  {clients} clients done", file=sys.stderr)
 
 
