@@ -30,7 +30,6 @@ Usage: python bench/multimodel.py   (BENCH_REPEATS=N, BENCH_BUSY_SECONDS=S)
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import statistics
@@ -49,7 +48,7 @@ from common import (
     main_or_runner,
     rate_of,
 )
-from server import keel_serve, new_client, request_body, serving
+from server import keel_serve, load, serving
 
 import keel
 
@@ -165,44 +164,22 @@ def both_busy() -> dict[str, float]:
     return {model: count / BUSY_SECONDS for model, count in counts.items()}
 
 
-def served_tokens(url: str, model: str, first_index: int, until: float) -> int:
-    """The tokens one streaming client receives from keel serve before `until`
-    (perf_counter), sending bench/server.py's requests back to back. A request still
-    streaming then is dropped, its tokens so far counted a chunk each (keel sends a chunk a
-    token, except for a token whose text it holds back)."""
-    tokens, index = 0, first_index
-    with new_client() as client:
-        while time.perf_counter() < until:
-            body = request_body(index, model)
-            with client.stream("POST", f"{url}/v1/completions", json=body) as response:
-                response.raise_for_status()
-                chunks = 0
-                for line in response.iter_lines():
-                    if time.perf_counter() >= until:
-                        return tokens + chunks
-                    if line.startswith("data: {"):
-                        data = json.loads(line.removeprefix("data: "))
-                        if "error" in data:
-                            raise RuntimeError(f"{model}: {data['error']}")
-                        if data.get("usage"):
-                            chunks = data["usage"]["completion_tokens"]
-                        elif data["choices"]:
-                            chunks += 1
-            tokens += chunks
-            index += 1
-    return tokens
-
-
 def served_alone(url: str) -> dict[str, float]:
     """Output tokens/s per model from the keel serve at `url`, one model at a time (each
     loaded and warmed up first)."""
     for model in MODELS:
-        served_tokens(url, model, 0, time.perf_counter() + 2)
-    alone = {}
-    for number, model in enumerate(MODELS, start=1):
-        until = time.perf_counter() + BUSY_SECONDS
-        alone[model] = served_tokens(url, model, number * 10**6, until) / BUSY_SECONDS
-    return alone
+        load(url, 1, 0, model, seconds=2)
+    return {
+        model: served_rate(url, model, number * 10**6) for number, model in enumerate(MODELS, 1)
+    }
+
+
+def served_rate(url: str, model: str, first_index: int) -> float:
+    """Output tokens/s of one streaming client of the keel serve at `url`, sending
+    requests back to back: what streamed inside BUSY_SECONDS (the request running at
+    their end finishes outside them, so a model busy beside another stays busy till then)."""
+    tally, _ = load(url, 1, first_index, model, seconds=BUSY_SECONDS)
+    return tally.in_window / BUSY_SECONDS
 
 
 def served_alone_one_thread() -> dict[str, float]:
@@ -219,11 +196,9 @@ def served_both_busy() -> tuple[dict[str, float], dict[str, float]]:
     with serving(command, env) as url:
         alone = served_alone(url)
         rates: dict[str, float] = {}
-        until = time.perf_counter() + BUSY_SECONDS
 
         def keep_busy(model: str) -> None:
-            first_index = MODELS.index(model) * 10**7
-            rates[model] = served_tokens(url, model, first_index, until) / BUSY_SECONDS
+            rates[model] = served_rate(url, model, MODELS.index(model) * 10**7)
 
         each_model_at_once(keep_busy)
     return alone, rates
