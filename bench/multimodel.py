@@ -179,6 +179,8 @@ def served_rate(url: str, model: str, first_index: int) -> float:
     requests back to back: what streamed inside BUSY_SECONDS (the request running at
     their end finishes outside them, so a model busy beside another stays busy till then)."""
     tally, _ = load(url, 1, first_index, model, seconds=BUSY_SECONDS)
+    if tally.errors:  # a rate over failed requests would only look slow
+        raise RuntimeError(f"{model}: {tally.errors} of the served requests failed")
     return tally.in_window / BUSY_SECONDS
 
 

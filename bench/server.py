@@ -199,6 +199,8 @@ def one_request(
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 data = json.loads(line[6:])
+                if "error" in data:  # a failure after the 200: the stream's last event
+                    raise RuntimeError(data["error"])
                 if data.get("usage"):
                     usage = data["usage"]["completion_tokens"]
                 if data.get("choices") and data["choices"][0].get("text"):
