@@ -27,6 +27,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* The high 64 bits of a * b, in 32-bit pieces: one code path on every compiler. */
 static uint64_t high_product(uint64_t a, uint64_t b, uint64_t *low) {
@@ -143,6 +146,73 @@ static PyObject *uniform_at(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(draw_at(key_low, key_high, (uint64_t)position, block, &computed));
 }
 
+/* Above every Gumbel draw: the largest, from the largest float32 uniform (1 - 2^-24), is
+ * 16.6355; the rest is room for the logarithms' rounding (tests check all 2^24 uniforms). */
+#define NOISE_CEILING 16.75
+
+static const char WRONG_CUT[] = "cut needs float32 values and a position of one of them";
+
+/* cut(key_low, key_high, values, best, position, temperature) -> float: the least value
+ * that could still win against values[best], the top id, whose draw is at `position`. Its
+ * score, values[best] / temperature in float32 as numpy divides, plus a bound below its
+ * noise (libm's logarithms in double, less a margin for numpy's float32 ones, which differ
+ * by about 1e-6 at most), less the ceiling of every other id's noise and a margin for
+ * float32 rounding, times the temperature. Only a bound is needed, so nothing here has to
+ * match numpy bit for bit; one C call instead of a dozen Python operations on the caches a
+ * decode has just emptied. A NaN or infinite top gives a NaN or infinite cut, which keeps
+ * every id in contenders. */
+static PyObject *cut(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *low, *high;
+    Wanted wanted[1] = {{NULL, 'f', 0, 0}};
+    Py_ssize_t best;
+    long long position;
+    double temperature;
+    uint64_t key_low, key_high, block[4], computed = 0;
+    Py_buffer views[1];
+    if (!PyArg_ParseTuple(args, "OOOnLd", &low, &high, &wanted[0].obj, &best, &position,
+                          &temperature) ||
+        !take_key(low, high, &key_low, &key_high) ||
+        !take_buffers(wanted, views, 1, WRONG_CUT)) {
+        return NULL;
+    }
+    int fits = best >= 0 && best < views[0].len / 4 && position >= 0;
+    float top = fits ? ((const float *)views[0].buf)[best] / (float)temperature : 0.0f;
+    release_buffers(views, 1);
+    if (!fits) {
+        PyErr_SetString(PyExc_ValueError, WRONG_CUT);
+        return NULL;
+    }
+    double u = draw_at(key_low, key_high, (uint64_t)position, block, &computed);
+    double reach = (double)top + (u == 0.0 ? -INFINITY : -log(-log(u)) - 1e-3);
+    reach -= NOISE_CEILING + 1e-5 * fmax(1.0, fabs(reach));
+    return PyFloat_FromDouble(reach * temperature);
+}
+
+/* Whether any of a block's values is at least `least` (a NaN is not): four vector
+ * compares where SSE2 exists (every x86-64), so the scan of a whole vocabulary costs a
+ * fraction of testing each value on its own, which is what compilers make of the plain
+ * loop; the values it finds are then tested one by one as before. SSE2's compare is
+ * ordered like C's >=, false for a NaN. */
+enum { SCAN_BLOCK = 16 };
+
+static int any_at_least(const float *value, float least) {
+#if defined(__SSE2__)
+    __m128 bound = _mm_set1_ps(least);
+    __m128 hits = _mm_or_ps(_mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(value), bound),
+                                      _mm_cmpge_ps(_mm_loadu_ps(value + 4), bound)),
+                            _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(value + 8), bound),
+                                      _mm_cmpge_ps(_mm_loadu_ps(value + 12), bound)));
+    return _mm_movemask_ps(hits) != 0;
+#else
+    int hit = 0;
+    for (int j = 0; j < SCAN_BLOCK; j++) {
+        hit |= value[j] >= least;
+    }
+    return hit;
+#endif
+}
+
 static const char WRONG_CONTENDERS[] =
     "contenders needs float32 values, int64 ids (or None) as long, and an int64 index and "
     "a float32 uniform output at least as long";
@@ -180,19 +250,25 @@ static PyObject *contenders(PyObject *self, PyObject *args) {
      * cast of the cut for `values >= cut` */
     float least = (float)cut;
     int all = !isfinite(cut);
-    for (Py_ssize_t i = 0; fits && i < n; i++) {
-        if (!all && !(value[i] >= least)) {
+    for (Py_ssize_t start = 0; fits && start < n; start += SCAN_BLOCK) {
+        Py_ssize_t end = n - start < SCAN_BLOCK ? n : start + SCAN_BLOCK;
+        if (!all && end - start == SCAN_BLOCK && !any_at_least(value + start, least)) {
             continue;
         }
-        int64_t position = id != NULL ? id[i] : i;
-        if (position < 0) {
-            PyErr_SetString(PyExc_ValueError, NEGATIVE);
-            fits = 0;
-            break;
+        for (Py_ssize_t i = start; i < end; i++) {
+            if (!all && !(value[i] >= least)) {
+                continue;
+            }
+            int64_t position = id != NULL ? id[i] : i;
+            if (position < 0) {
+                PyErr_SetString(PyExc_ValueError, NEGATIVE);
+                fits = 0;
+                break;
+            }
+            chosen[count] = i;
+            draw[count] = draw_at(key_low, key_high, (uint64_t)position, block, &computed);
+            zero_drawn |= draw[count++] == 0.0f;
         }
-        chosen[count] = i;
-        draw[count] = draw_at(key_low, key_high, (uint64_t)position, block, &computed);
-        zero_drawn |= draw[count++] == 0.0f;
     }
     release_buffers(views, 4);
     return fits ? Py_BuildValue("(nO)", count, zero_drawn ? Py_True : Py_False) : NULL;
@@ -245,6 +321,9 @@ static PyObject *best_score(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"uniform_at", uniform_at, METH_VARARGS,
      "uniform_at(key_low, key_high, position) -> float: the draw at one position."},
+    {"cut", cut, METH_VARARGS,
+     "cut(key_low, key_high, values, best, position, temperature) -> the least value that "
+     "could still win against values[best], whose draw is at position."},
     {"contenders", contenders, METH_VARARGS,
      "contenders(key_low, key_high, values, ids, cut, index, uniform) -> (count, zero_drawn): "
      "the indices of values at least cut (all if cut is not finite) and the draws at their "
@@ -258,4 +337,14 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, .m_name = "keel._philox", .m_size = 0, .m_methods = methods};
 
-PyMODINIT_FUNC PyInit__philox(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__philox(void) {
+    PyObject *made = PyModule_Create(&module);
+    PyObject *ceiling = made != NULL ? PyFloat_FromDouble(NOISE_CEILING) : NULL;
+    int added = ceiling != NULL && PyModule_AddObjectRef(made, "NOISE_CEILING", ceiling) == 0;
+    Py_XDECREF(ceiling);
+    if (made != NULL && !added) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
+}

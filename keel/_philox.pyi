@@ -1,6 +1,11 @@
 import numpy as np
 
+NOISE_CEILING: float
+
 def uniform_at(key_low: int, key_high: int, position: int) -> float: ...
+def cut(
+    key_low: int, key_high: int, values: np.ndarray, best: int, position: int, temperature: float
+) -> float: ...
 def contenders(
     key_low: int,
     key_high: int,

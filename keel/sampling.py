@@ -17,12 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ._philox import best_score, contenders, uniform_at
+from ._philox import best_score, contenders, cut
 from .params import GenerationParams
-
-# Above every Gumbel draw: the largest, from the largest float32 uniform (1 - 2^-24), is
-# 16.6355; the rest is room for the logarithms' rounding (tests check all 2^24 uniforms).
-NOISE_CEILING = 16.75
 
 # Top-p first looks at this many best tokens; only if their mass is short of top_p does it
 # sort the whole vocabulary. Both paths keep the same set, the first is just faster.
@@ -127,25 +123,23 @@ def _noisy_argmax(
     """The id among `ids` (None: all) with the largest logit / T + noise, the lowest on
     ties, drawing noise only where it can matter.
 
-    No draw exceeds NOISE_CEILING, so an id whose scaled logit plus the ceiling is below a
-    score some id has cannot win, and its noise is never computed: of a 49k vocabulary a
-    few hundred ids are left at T = 0.7. That test runs on the raw logits against a bound
-    on the top id's score, with margins far above float32's rounding, so the vocabulary is
-    read once and nothing is divided or drawn but for the contenders; the choice is the
-    one the noise of every id gives (tests/unit/test_sampling.py). A NaN (np.argmax finds
-    it first) or an infinite top leaves every id in, so such rows are chosen as over the
-    whole array."""
+    No draw exceeds NOISE_CEILING (keel/_philox.c), so an id whose scaled logit plus the
+    ceiling is below a score some id has cannot win, and its noise is never computed: of a
+    49k vocabulary a few hundred ids are left at T = 0.7. That test runs on the raw logits
+    against a bound on the top id's score, with margins far above float32's rounding, so
+    the vocabulary is read once and nothing is divided or drawn but for the contenders; the
+    choice is the one the noise of every id gives (tests/unit/test_sampling.py). A NaN
+    (np.argmax finds it first) or an infinite top leaves every id in, so such rows are
+    chosen as over the whole array."""
     allowed = logits if ids is None else logits[ids]
     seed, temperature = params.seed, params.temperature
     best = int(np.argmax(allowed))
     top = best if ids is None else int(ids[best])
-    reach = float(allowed[best] / np.float32(temperature)) + _noise_below(seed, step, top)
-    reach -= NOISE_CEILING + 1e-5 * max(1.0, abs(reach))  # float32 rounding, above
-    cut = reach * temperature  # the least logit that could still win
-    # the ids at or above the cut and their draws, in one C scan (keel/_philox.c)
+    least = cut(step, seed, allowed, best, top, temperature)  # the least logit that can win
+    # the ids at or above it and their draws, in one C scan (keel/_philox.c)
     index = np.empty(allowed.shape[0], dtype=np.int64)
     uniform = np.empty(allowed.shape[0], dtype=np.float32)
-    count, zero_drawn = contenders(step, seed, allowed, ids, cut, index, uniform)
+    count, zero_drawn = contenders(step, seed, allowed, ids, least, index, uniform)
     double_log = uniform[:count]
     if zero_drawn:  # its noise is -inf, as it should be; only numpy's warning is silenced
         with np.errstate(divide="ignore"):
@@ -154,15 +148,6 @@ def _noisy_argmax(
         _double_log_in_place(double_log)
     chosen: int = best_score(allowed, index[:count], temperature, double_log)
     return chosen if ids is None else int(ids[chosen])
-
-
-def _noise_below(seed: int, step: int, position: int) -> float:
-    """At most the noise at `position`: -log(-log(u)) in float64, less a margin for what
-    numpy's float32 logarithms may give instead (they differ by about 1e-6 at most). Only
-    a bound is needed here, and numpy's ufuncs would cost ten times as much on the caches
-    a decode has just emptied (bench/cold.py)."""
-    u = uniform_at(step, seed, position)
-    return -math.inf if u == 0.0 else -math.log(-math.log(u)) - 1e-3
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from keel._philox import best_score, contenders, uniform_at
+from keel._philox import NOISE_CEILING, best_score, contenders, cut, uniform_at
 from keel.params import GenerationParams, make_params
 from keel.sampling import (
-    NOISE_CEILING,
     _double_log_in_place,
     candidate_ids,
     noise_signature,
@@ -134,6 +133,14 @@ def test_philox_refuses_buffers_it_cannot_fill():
             contenders(*key, values, None, 0.0, index, np.empty(4, dtype=np.float32))
         with pytest.raises(OverflowError):
             uniform_at(*key, 0)
+    for bad_values, best, position in [
+        (values.astype(np.float64), 1, 1),
+        (values, 4, 1),  # past the end
+        (values, -1, 1),
+        (values, 1, -1),
+    ]:
+        with pytest.raises(ValueError, match="cut needs"):
+            cut(3, 7, bad_values, best, position, 0.7)
     logs = np.zeros(2, dtype=np.float32)
     for bad_index, bad_logs in [
         (np.array([1, 4]), logs),  # past the end
@@ -143,6 +150,33 @@ def test_philox_refuses_buffers_it_cannot_fill():
     ]:
         with pytest.raises(ValueError, match="best_score needs"):
             best_score(values, bad_index, 1.0, bad_logs)
+
+
+def test_the_scan_finds_each_contender_wherever_it_lies():
+    """contenders tests whole blocks of values at once before it looks at each one: a
+    value at the cut in any place of a block, in the short block at the end, or beside a
+    NaN is found, and the NaN is not."""
+    for size in (1, 15, 16, 17, 33, 100):
+        for at in range(size):
+            values = np.full(size, -1.0, dtype=np.float32)
+            values[at] = 2.0
+            values[(at + 1) % size] = np.nan if size > 1 else 2.0
+            index = np.empty(size, dtype=np.int64)
+            out = np.empty(size, dtype=np.float32)
+            count, _ = contenders(3, 7, values, None, 2.0, index, out)
+            assert index[:count].tolist() == [at]
+
+
+def test_the_cut_is_below_the_top_ids_score_by_the_ceiling():
+    """cut: the top's value / T plus a bound below its noise, less the ceiling, times T;
+    a NaN or infinite top gives a cut that keeps every id."""
+    values = np.array([0.5, 3.0, -1.0], dtype=np.float32)
+    noise = -math.log(-math.log(uniform_at(3, 7, 9)))
+    least = cut(3, 7, values, 1, 9, 0.5) / 0.5
+    assert 6.0 + noise - NOISE_CEILING - 2e-3 < least < 6.0 + noise - NOISE_CEILING
+    for top in (np.nan, np.inf):
+        values[1] = top
+        assert not math.isfinite(cut(3, 7, values, 1, 9, 0.5))
 
 
 def test_a_draw_of_zero_never_wins_and_warns_of_nothing():
