@@ -31,13 +31,22 @@
 #include <emmintrin.h>
 #endif
 
-/* The high 64 bits of a * b, in 32-bit pieces: one code path on every compiler. */
+/* The high 64 bits of a * b, the low ones in *low: one multiply instruction where the
+ * compiler has 128-bit integers (GCC and Clang on 64-bit targets), else in 32-bit pieces.
+ * Philox's rounds are these products, and the T > 0 choice draws one block for each of
+ * its contenders, up to a few thousand a row. */
 static uint64_t high_product(uint64_t a, uint64_t b, uint64_t *low) {
+#if defined(__SIZEOF_INT128__)
+    unsigned __int128 product = (unsigned __int128)a * b;
+    *low = (uint64_t)product;
+    return (uint64_t)(product >> 64);
+#else
     uint64_t a_lo = (uint32_t)a, a_hi = a >> 32, b_lo = (uint32_t)b, b_hi = b >> 32;
     uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
     uint64_t middle = (lo_lo >> 32) + (uint32_t)hi_lo + (uint32_t)lo_hi;
     *low = (middle << 32) | (uint32_t)lo_lo;
     return hi_hi + (hi_lo >> 32) + (lo_hi >> 32) + (middle >> 32);
+#endif
 }
 
 /* Philox4x64 with 10 rounds (Salmon et al., SC 2011; numpy's constants). */
