@@ -11,6 +11,7 @@ measures, and waits idle (no CPU) while the others run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -112,6 +113,23 @@ def bare_batch_steps(model: str, prompts: list[str], new_tokens: int) -> list[fl
 def bare_batch_rate(model: str, prompts: list[str], new_tokens: int) -> float:
     """bare_batch_steps as tokens/s: the most a server can stream to len(prompts) clients."""
     return len(prompts) / statistics.median(bare_batch_steps(model, prompts, new_tokens))
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """A confidence interval of the median that assumes nothing about the values' spread
+    (a shared machine's drift skews it): the two order statistics whose ranks bracket the
+    median with at least `confidence`, taken from the binomial(n, 1/2) count of values
+    below it. None when there are too few values for that confidence (fewer than 6 at
+    95%). A ratio whose interval excludes 1 is a difference the run resolved."""
+    count, tail = len(values), (1 - confidence) / 2
+    rank, below = 0, 0.0  # below = P(Bin(count, 1/2) < rank)
+    while rank < count and below + math.comb(count, rank) / 2**count <= tail:
+        below += math.comb(count, rank) / 2**count
+        rank += 1
+    if rank == 0:
+        return None
+    ordered = sorted(values)
+    return ordered[rank - 1], ordered[count - rank]
 
 
 def rate_of(produce: Callable[[], int]) -> tuple[float, int]:

@@ -18,10 +18,11 @@ start: the most a server could stream, prompts and HTTP aside.
 
 Reported per level: output tokens/s (median of the windows; a window counts the tokens
 that streamed inside it, so that the requests still running at its end, which finish with
-fewer and fewer clients, do not count as that level), the paired ratio and the
-middle half of the rounds' ratios (its spread), requests/s, time to first token and
-inter-token latency (p50/p99), errors, and the determinism rate: the share of the
-8-client responses (up to BENCH_CHECKS of them) that are byte-identical to the same
+fewer and fewer clients, do not count as that level), the paired ratio, the middle half
+of the rounds' ratios (their spread) and the median ratio's 95% confidence interval (an
+interval that excludes 1.00 is a difference the run resolved), requests/s, time to first
+token and inter-token latency (p50/p99), errors, and the determinism rate: the share of
+the 8-client responses (up to BENCH_CHECKS of them) that are byte-identical to the same
 request sent alone to a freshly started server.
 
 llama-server is built once from the llama.cpp inside llama-cpp-python's source
@@ -60,7 +61,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from common import bare_batch_rate, in_fresh_process, main_or_runner
+from common import bare_batch_rate, in_fresh_process, main_or_runner, median_interval
 
 from keel.engine.context import ContextSettings
 from keel.models import resolve_model
@@ -465,6 +466,12 @@ def measure_limits() -> dict[int, float]:
     return {clients: bare_load_rate(clients) for clients in LEVELS}
 
 
+def interval(ratios: list[float]) -> str:
+    """The median ratio's 95% confidence interval, as printed."""
+    bounds = median_interval(ratios)
+    return "too few rounds" if bounds is None else f"{bounds[0]:.3f}-{bounds[1]:.3f}x"
+
+
 def print_twin(keel: Runner, twin: Runner) -> None:
     """keel against its twin: with the same code, any ratio but 1.00 is the machine's
     drift; with another checkout's, it is the change's effect (above 1: faster)."""
@@ -474,8 +481,8 @@ def print_twin(keel: Runner, twin: Runner) -> None:
     for clients, level in keel.levels.items():
         ratios = sorted(level.ratios_to(twin.levels[clients]))
         print(
-            f"{clients:>3} clients: median {statistics.median(ratios):.2f}x, "
-            f"rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+            f"{clients:>3} clients: median {statistics.median(ratios):.3f}x "
+            f"(95% CI {interval(ratios)}), rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
         )
 
 
@@ -494,10 +501,12 @@ def main() -> None:
         f"{MODEL}, {THREADS} threads, {NEW_TOKENS} new tokens, distinct prompts, greedy and "
         f"T=0.7 alternately; {ROUNDS} rounds of a {SECONDS:.0f} s window per server and "
         f"level; tok/s = median window; ratio = median of tok/s / {anchor.name}'s in the "
-        "same round, and the middle half of those rounds' ratios"
+        "same round, the middle half of those rounds' ratios, and the median's 95% "
+        "confidence interval (order statistics: no assumption about the spread)"
     )
     print(
         f"{'server':<20} {'clients':>7} {'tok/s':>7} {'ratio':>6} {'middle half':>11} "
+        f"{'95% CI':>13} "
         f"{'req/s':>6} {'errors':>6} {'TTFT p50':>9} {'p99':>6} {'ITL p50':>8} {'p99':>6}  (ms)"
     )
     for runner in runners:
@@ -507,7 +516,7 @@ def main() -> None:
             spread = f"{percentile(ratios, 25):.2f}-{percentile(ratios, 75):.2f}x"
             print(
                 f"{runner.name:<20} {clients:>7} {statistics.median(level.rates):>7.1f} "
-                f"{statistics.median(ratios):>5.2f}x {spread:>11} "
+                f"{statistics.median(ratios):>5.2f}x {spread:>11} {interval(ratios):>13} "
                 f"{tally.requests / level.elapsed:>6.2f} {tally.errors:>6} "
                 f"{percentile(tally.first_token, 50) * 1000:>9.0f} "
                 f"{percentile(tally.first_token, 99) * 1000:>6.0f} "

@@ -2,6 +2,7 @@
 Benchmarks section says what each measures: a bench left out of either goes unseen."""
 
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -28,3 +29,18 @@ def test_readme_describes_every_bench_script():
     described = set(re.findall(r"^- `(bench/\w+\.py)`", section, flags=re.M))
     described |= set(re.findall(r"^  `(bench/\w+\.py)`", section, flags=re.M))
     assert bench_scripts() <= described
+
+
+def test_median_interval_takes_the_ranks_of_the_binomial_table():
+    """The benches' confidence interval of a median ratio: the order statistics that the
+    published tables give (n = 12: 3rd and 10th; 30: 10th and 21st; 50: 18th and 33rd),
+    and none at all where even the extremes bracket the median less often than 95%."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from common import median_interval
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert median_interval([float(rank) for rank in range(1, 6)]) is None
+    assert median_interval([float(rank) for rank in range(6, 0, -1)]) == (1.0, 6.0)
+    for count, ranks in {12: (3, 10), 30: (10, 21), 50: (18, 33)}.items():
+        assert median_interval([float(rank) for rank in range(count, 0, -1)]) == ranks
