@@ -32,13 +32,15 @@ on, f16 K and V caches) and with keel's attention settings (flash attention on, 
 bf16 V caches: the invariant one-row kernel, see docs/determinism.md).
 
 BENCH_TWIN=1 adds a second, identical keel serve and prints the paired ratio between the
-two: what the machine's drift alone does to a ratio (the noise floor of every other one).
+two: what the machine's drift alone does to a ratio (the noise floor of every other one),
+and keel's ratio to llama-server over both copies (the mean of their ratios each round).
 BENCH_TWIN=<path of another keel checkout> runs the twin from that checkout's code
 (e.g. `git worktree add /tmp/base HEAD`; its C extension is built there first): the same
 ratio then measures a change.
 
 Usage: python bench/server.py   (BENCH_SECONDS=N per window, BENCH_ROUNDS=N,
-BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2, BENCH_TWIN=0)
+BENCH_LEVELS=1,2,4,8, BENCH_MODEL=name, BENCH_THREADS=2, BENCH_TWIN=0,
+BENCH_SAVE=<a JSON file for every window's tok/s>)
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,2,4,8").split(",")]
 CHECKS = int(os.environ.get("BENCH_CHECKS", "24"))
 TWIN = os.environ.get("BENCH_TWIN", "0")
 TWIN_NAME = "keel serve, twin"
+SAVE = os.environ.get("BENCH_SAVE", "")  # a JSON file for every window's tok/s
 FEW = os.environ.get("BENCH_FEW") == "1"  # only these servers, for a quicker A/B:
 # keel, its twin, and llama-server with its own attention kernels and with keel's (the
 # price of invariant attention is the gap between those two; bench/attention.py)
@@ -472,18 +475,40 @@ def interval(ratios: list[float]) -> str:
     return "too few rounds" if bounds is None else f"{bounds[0]:.3f}-{bounds[1]:.3f}x"
 
 
-def print_twin(keel: Runner, twin: Runner) -> None:
+def print_ratios(clients: int, ratios: list[float]) -> None:
+    ratios = sorted(ratios)
+    print(
+        f"{clients:>3} clients: median {statistics.median(ratios):.3f}x "
+        f"(95% CI {interval(ratios)}), rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+    )
+
+
+def print_twin(keel: Runner, twin: Runner, anchor: Runner) -> None:
     """keel against its twin: with the same code, any ratio but 1.00 is the machine's
-    drift; with another checkout's, it is the change's effect (above 1: faster)."""
+    drift; with another checkout's, it is the change's effect (above 1: faster). With the
+    same code, keel's ratio to the anchor is also given over both copies (the mean of
+    their two ratios each round): less of the machine's drift on keel's side."""
     print()
     source = "the same code" if TWIN == "1" else TWIN
     print(f"keel serve / its twin ({source}), paired by round")
     for clients, level in keel.levels.items():
-        ratios = sorted(level.ratios_to(twin.levels[clients]))
-        print(
-            f"{clients:>3} clients: median {statistics.median(ratios):.3f}x "
-            f"(95% CI {interval(ratios)}), rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
-        )
+        print_ratios(clients, level.ratios_to(twin.levels[clients]))
+    if TWIN != "1":
+        return
+    print(f"keel serve and its twin / {anchor.name}, the mean of the two ratios each round")
+    for clients, level in keel.levels.items():
+        base = anchor.levels[clients]
+        both = zip(level.ratios_to(base), twin.levels[clients].ratios_to(base), strict=True)
+        print_ratios(clients, [(one + other) / 2 for one, other in both])
+
+
+def save_rates(runners: list[Runner], path: str) -> None:
+    """Every window's tok/s, by server and level, for analyses the tables leave out."""
+    rates = {
+        runner.name: {clients: level.rates for clients, level in runner.levels.items()}
+        for runner in runners
+    }
+    Path(path).write_text(json.dumps(rates, indent=1))
 
 
 def main() -> None:
@@ -531,7 +556,9 @@ def main() -> None:
         "step, alone, before the servers started (its ratio is to the median, not paired)"
     )
     if TWIN != "0":
-        print_twin(by_name["keel serve"], by_name[TWIN_NAME])
+        print_twin(by_name["keel serve"], by_name[TWIN_NAME], anchor)
+    if SAVE:
+        save_rates(runners, SAVE)
     print()
     print("CPU a waiting server used while another was measured (most of any window):")
     for runner in runners:
