@@ -123,9 +123,8 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     95%). A ratio whose interval excludes 1 is a difference the run resolved."""
     count, tail = len(values), (1 - confidence) / 2
     rank, below = 0, 0.0  # below = P(Bin(count, 1/2) < rank)
-    while rank < count and below + math.comb(count, rank) / 2**count <= tail:
-        below += math.comb(count, rank) / 2**count
-        rank += 1
+    while rank < count and (through := below + math.comb(count, rank) / 2**count) <= tail:
+        below, rank = through, rank + 1
     if rank == 0:
         return None
     ordered = sorted(values)
