@@ -476,10 +476,9 @@ def interval(ratios: list[float]) -> str:
 
 
 def print_ratios(clients: int, ratios: list[float]) -> None:
-    ratios = sorted(ratios)
     print(
         f"{clients:>3} clients: median {statistics.median(ratios):.3f}x "
-        f"(95% CI {interval(ratios)}), rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        f"(95% CI {interval(ratios)}), rounds {min(ratios):.2f}-{max(ratios):.2f}x"
     )
 
 

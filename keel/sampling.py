@@ -127,10 +127,10 @@ def _noisy_argmax(
     ceiling is below a score some id has cannot win, and its noise is never computed: of a
     49k vocabulary some hundreds to a few thousand ids are left at T = 0.7. That test runs
     on the raw logits against a bound on the top id's score, with margins far above
-    float32's rounding, so the vocabulary is read once and nothing is divided or drawn but
-    for the contenders; the choice is the one the noise of every id gives
-    (tests/unit/test_sampling.py). A NaN (np.argmax finds it first) or an infinite top
-    leaves every id in, so such rows are chosen as over the whole array."""
+    float32's rounding, so after np.argmax one more pass over the vocabulary finds them
+    and nothing is divided or drawn but for the contenders; the choice is the one the noise
+    of every id gives (tests/unit/test_sampling.py). A NaN (np.argmax finds it first) or an
+    infinite top leaves every id in, so such rows are chosen as over the whole array."""
     allowed = logits if ids is None else logits[ids]
     seed, temperature = params.seed, params.temperature
     best = int(np.argmax(allowed))
